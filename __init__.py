@@ -1,0 +1,13 @@
+"""esgkit: entity segmentation and grounding as a modular plugin framework.
+
+Importing ``esgkit`` installs a guard that makes torchvision importable on machines where its
+compiled operators cannot load (a CUDA-only wheel on a CPU-only torch); see
+``esgkit.core.torchvision_compat``. It must run before anything imports torchvision, which is why
+it lives here, in the top-level package.
+"""
+
+from esgkit.core.torchvision_compat import install_torchvision_guard as _install_torchvision_guard
+
+_install_torchvision_guard()
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The swappable parts of esgkit, one folder per component kind."""

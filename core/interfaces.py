@@ -1,0 +1,278 @@
+"""The abstract interface of every component kind (the registry's namespaces).
+
+A component is a class with a nested ``Config`` dataclass (its typed config) that is built as
+``cls.from_config(config)`` (by default ``cls(config)``). Neural components also subclass
+``torch.nn.Module`` (``class X(nn.Module, ColormapEncoder)``); this module never imports torch, so
+``esgkit list`` stays fast. Shapes below use B batch, N entities, q queries, v noun phrases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .types import Caption, Colormap, EntityMasks, NounPhrase
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class NoConfig:
+    """The config of a component that takes no options."""
+
+
+class Component(ABC):
+    """Base of all components: a kind, a typed ``Config`` and a way to build from it."""
+
+    kind: ClassVar[str] = ""
+    Config: ClassVar[type] = NoConfig
+
+    @classmethod
+    def from_config(cls, config: Any) -> Component:
+        """Build from a validated ``Config`` instance. Override to e.g. load a checkpoint."""
+        return cls(config)  # type: ignore[call-arg]
+
+    @classmethod
+    def default_config(cls) -> Any:
+        return cls.Config()
+
+
+# --------------------------------------------------------------------------- image → entities
+
+
+class Segmenter(Component):
+    """RGB image → class-agnostic ``EntityMasks``.
+
+    ``image`` is uint8 (H, W, 3). The result's masks are (N, H, W) at the image's own size.
+    ``annotation`` carries masks known in advance (a dataset's ground truth, or ``--masks FILE``);
+    segmenters that compute masks themselves ignore it. ``image_id`` names the image, for
+    segmenters that look masks up by name (``from_files``).
+    """
+
+    kind = "segmenter"
+
+    @abstractmethod
+    def segment(
+        self, image: np.ndarray, annotation: EntityMasks | None = None, image_id: str | None = None
+    ) -> EntityMasks: ...
+
+
+class Colorizer(Component):
+    """``EntityMasks`` → ``Colormap``: one colour per entity, black background.
+
+    Entities are painted in ascending score order, so where masks overlap the higher score shows.
+    """
+
+    kind = "colorizer"
+
+    @abstractmethod
+    def colorize(self, masks: EntityMasks) -> Colormap: ...
+
+
+# --------------------------------------------------------------------------- neural parts (torch)
+
+
+class ColormapEncoder(Component):
+    """Colormap → feature pyramid. nn.Module.
+
+    forward(colormap: float (B, 3, H, W) in [0, 1]) → list of 4 tensors (B, C_s, H/s, W/s) for
+    strides s = 4, 8, 16, 32 (always NCHW). ``out_channels`` gives C_s per level.
+    """
+
+    kind = "colormap_encoder"
+    strides: ClassVar[tuple[int, ...]] = (4, 8, 16, 32)
+
+    @property
+    @abstractmethod
+    def out_channels(self) -> tuple[int, ...]: ...
+
+
+class VisionEncoder(Component):
+    """RGB image → low-resolution grid tokens Z_v. nn.Module.
+
+    ``preprocess(image uint8 (H, W, 3))`` → float (3, S, S): aspect-preserving resize so both sides
+    ≤ S, zero padding to a square, normalisation. forward(float (B, 3, S, S)) → Z_v (B, h·w, C) with
+    ``grid_size`` = (h, w) and ``embed_dim`` = C.
+    """
+
+    kind = "vision_encoder"
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def grid_size(self) -> tuple[int, int]: ...
+
+    @property
+    @abstractmethod
+    def image_size(self) -> int: ...
+
+    @abstractmethod
+    def preprocess(self, image: np.ndarray) -> torch.Tensor: ...
+
+
+class Fuser(Component):
+    """(Z_v, Z_c pyramid) → Z_vc pyramid of the same shapes as Z_c. nn.Module.
+
+    forward(z_v: (B, h·w, C_v), grid: (h, w), pyramid: list[(B, C_s, H_s, W_s)]) → list like pyramid.
+    ``configure(vision_dim, pyramid_channels)`` is called once at pipeline build time, before the
+    fuser's weights are created, so the fuser can size its projections.
+    """
+
+    kind = "fuser"
+
+    @abstractmethod
+    def configure(self, vision_dim: int, pyramid_channels: tuple[int, ...]) -> None: ...
+
+
+@dataclass
+class MaskDecoderOutput:
+    """embeddings E_vc (B, q, D); entityness logits (B, q, 2) [entity, no-entity]; mask logits
+    (B, q, H/4, W/4); ``aux`` the same three for each intermediate decoder layer (deep supervision)."""
+
+    embeddings: torch.Tensor
+    entityness: torch.Tensor
+    masks: torch.Tensor
+    aux: list[dict[str, torch.Tensor]] = dataclasses.field(default_factory=list)
+
+
+class MaskDecoder(Component):
+    """Fused pyramid → entity queries. nn.Module; forward(pyramid) → ``MaskDecoderOutput``.
+
+    ``configure(pyramid_channels)`` is called at build time, before weights are created.
+    """
+
+    kind = "mask_decoder"
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @abstractmethod
+    def configure(self, pyramid_channels: tuple[int, ...]) -> None: ...
+
+
+@dataclass
+class LanguageOutput:
+    """What the language decoder says about one image: the generated text, the noun phrases it
+    named (with spans in the caption when one was given), and E_vl (v, D) — the last hidden state
+    at each ``<SEG>`` token, aligned with ``phrases``."""
+
+    text: str
+    phrases: tuple[NounPhrase, ...]
+    seg_embeddings: torch.Tensor
+    caption: Caption | None = None
+
+
+class LanguageDecoder(Component):
+    """(visual tokens, prompt + caption) → text with ``<SEG>`` after every noun, and E_vl. nn.Module.
+
+    ``configure(vision_dim)`` is called at build time (sizes the projection W of Z_v).
+    ``extract(z_v (1, L, C), caption)`` runs the noun-extraction prompt (or, with ``caption=None``,
+    the image-description subtask first) and returns a ``LanguageOutput``.
+    """
+
+    kind = "language_decoder"
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @abstractmethod
+    def configure(self, vision_dim: int) -> None: ...
+
+    @abstractmethod
+    def extract(self, z_v: torch.Tensor, caption: str | None) -> LanguageOutput: ...
+
+
+class Associator(Component):
+    """(E_vl (v, D_l), E_vc (q, D_c)) → association logits (v, q). nn.Module.
+
+    ``configure(lang_dim, entity_dim)`` is called at build time, before weights are created.
+    """
+
+    kind = "associator"
+
+    @abstractmethod
+    def configure(self, lang_dim: int, entity_dim: int) -> None: ...
+
+
+# --------------------------------------------------------------------------- data, metrics, grids
+
+
+class Dataset(Component):
+    """A readable dataset: ``len()`` samples, ``dataset[i]`` → a dict with at least ``image_id``
+    and ``image`` (uint8 H×W×3); readers add what their format holds (``masks``: EntityMasks,
+    ``caption``: Caption with linked segments, ``refs`` …). Built with ``root`` in its Config."""
+
+    kind = "dataset"
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+class Evaluator(Component):
+    """Scores predictions against ground truth files: ``score(gt, pred)`` → {metric: value}.
+    ``gt`` and ``pred`` are paths to files in the documented formats (see docs/formats.md)."""
+
+    kind = "evaluator"
+
+    @abstractmethod
+    def score(self, gt: str, pred: str) -> dict[str, float]: ...
+
+
+class Executor(Component):
+    """Runs independent jobs (grid cells): ``map(fn, items)`` yields (item, result or exception)."""
+
+    kind = "executor"
+
+    @abstractmethod
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]: ...
+
+
+class Pipeline(Component):
+    """An assembled pipeline. ``slots`` maps each config section (role) to the component kind it
+    holds; the registry builds every slot, then ``from_components`` wires them and ``check`` verifies
+    at build time that connected parts agree. ``run`` processes one image."""
+
+    kind = "pipeline"
+    slots: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def from_components(cls, config: Any, components: Mapping[str, Component]) -> Pipeline:
+        return cls(config, **components)  # type: ignore[call-arg]
+
+    def check(self) -> None:
+        """Raise CompatibilityError when connected components disagree. Default: nothing to check."""
+
+    @abstractmethod
+    def run(self, image: np.ndarray, **inputs: Any) -> Any: ...
+
+    def write(self, result: Any, out_dir: str, image: np.ndarray) -> list[str]:
+        """Write a result to ``out_dir``; return the written paths."""
+        raise NotImplementedError(f"{type(self).__name__} does not write results")
+
+
+INTERFACES: dict[str, type[Component]] = {
+    cls.kind: cls
+    for cls in (
+        Segmenter, Colorizer, ColormapEncoder, VisionEncoder, Fuser, MaskDecoder,
+        LanguageDecoder, Associator, Dataset, Evaluator, Executor, Pipeline,
+    )
+}
+"""Every registry namespace and the interface its components implement."""

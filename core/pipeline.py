@@ -1,0 +1,56 @@
+"""Assembling a pipeline from a config: the registry builds every slot, the pipeline wires and
+checks them. A config looks like::
+
+    pipeline: {name: colormap}          # the pipeline's own options
+    segmenter: {name: ground_truth}     # one section per slot the pipeline declares
+    colorizer: {name: random, seed: 0}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from .config import load_config, to_container, validate_dataclass
+from .errors import ConfigError, EsgkitError, RegistryError
+from .interfaces import Pipeline
+from .registry import Registry, get_registry
+
+
+def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
+                   registry: Registry | None = None) -> Pipeline:
+    """Build and check the pipeline a config describes (a path/name, or an already loaded config)."""
+    registry = registry or get_registry()
+    if isinstance(config, str):
+        config = load_config(config, overrides or [])
+    values = to_container(config)
+    if "pipeline" not in values:
+        raise ConfigError("missing 'pipeline' section naming the pipeline (run `esgkit list pipeline`)", key="pipeline")
+    section = values.pop("pipeline")
+    if isinstance(section, str):
+        section = {"name": section}
+    section = dict(section)
+    if "name" not in section:
+        raise ConfigError("missing pipeline name", key="pipeline.name")
+    name = str(section.pop("name"))
+    cls = registry.get("pipeline", name, "pipeline.name")
+    assert issubclass(cls, Pipeline)
+    unknown = [k for k in values if k not in cls.slots]
+    if unknown:
+        slots = ", ".join(cls.slots) or "(none)"
+        raise ConfigError(f"not a slot of pipeline {name!r} (slots: {slots})", key=unknown[0])
+    pipeline_config = validate_dataclass(cls.Config, section, "pipeline")
+    components = {}
+    for role, kind in cls.slots.items():
+        if role not in values:
+            raise ConfigError(f"pipeline {name!r} needs a {kind} here (run `esgkit list {kind}`)", key=role)
+        components[role] = registry.build(kind, values[role], key=role)
+    try:
+        pipeline = cls.from_components(pipeline_config, components)
+    except EsgkitError:
+        raise
+    except Exception as exc:
+        raise RegistryError(f"assembling pipeline {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    pipeline.check()
+    return pipeline

@@ -1,0 +1,1 @@
+"""esgkit-skimage: an example third-party esgkit plugin wrapping scikit-image segmenters."""

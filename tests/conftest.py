@@ -1,0 +1,46 @@
+"""Shared fixtures. Tests run on CPU with tiny configs; HF hub access is off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import esgkit  # noqa: E402,F401  (installs the torchvision guard before anything imports torchvision)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photo shipped with scikit-image (public domain), downscaled for speed."""
+    import skimage.data
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((128, 128)), np.uint8)
+
+
+@pytest.fixture(scope="session")
+def photo_path(tmp_path_factory, photo) -> Path:
+    from esgkit.core.io import save_image
+
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    save_image(path, photo)
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``esgkit`` in a fresh interpreter, the way a user runs it."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "esgkit.core.cli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,67 @@
+"""Configs: defaults chains, interpolation, overrides, typed validation with full keys, safety."""
+
+import pytest
+
+from esgkit.core import ConfigError, build_pipeline, get_registry, load_config
+from esgkit.core.config import component_config
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_defaults_interpolation_and_overrides(tmp_path):
+    write(tmp_path / "base.yaml", "pipeline: {name: colormap}\nsegmenter: {name: ground_truth}\n"
+                                  "colorizer: {name: random, seed: 1}\nseed: 5\n")
+    cfg = write(tmp_path / "child.yaml", "defaults: [base.yaml]\ncolorizer: {seed: '${seed}'}\n")
+    loaded = load_config(cfg, ["seed=7"])
+    assert loaded.colorizer.name == "random" and loaded.colorizer.seed == 7
+    assert "defaults" not in loaded
+
+
+def test_shipped_config_by_name():
+    assert load_config("colormap").pipeline.name == "colormap"
+    with pytest.raises(ConfigError, match="not found .*shipped configs: .*colormap"):
+        load_config("no_such_config")
+
+
+def test_unknown_key_and_wrong_type_name_full_key():
+    reg = get_registry()
+    with pytest.raises(ConfigError, match=r"colorizer\.sede: unknown key\. Did you mean 'seed'\?") as err:
+        component_config(reg, "colorizer", {"name": "random", "sede": 3}, "colorizer")
+    assert err.value.key == "colorizer.sede"
+    with pytest.raises(ConfigError) as err:
+        component_config(reg, "colorizer", {"name": "random", "seed": "many"}, "colorizer")
+    assert err.value.key == "colorizer.seed"
+    name, config = component_config(reg, "colorizer", {"name": "random", "seed": "4"}, "colorizer")
+    assert name == "random" and config.seed == 4
+
+
+def test_missing_name_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match=r"colorizer\.name: missing 'name'"):
+        component_config(get_registry(), "colorizer", {"seed": 1}, "colorizer")
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        load_config("colormap", ["segmenter.name"])
+
+
+def test_pipeline_rejects_unknown_sections_and_missing_slots(tmp_path):
+    with pytest.raises(ConfigError, match=r"segmentor: not a slot of pipeline 'colormap'"):
+        build_pipeline(load_config("colormap", ["segmentor.name=x"]))
+    cfg = write(tmp_path / "c.yaml", "pipeline: {name: colormap}\nsegmenter: {name: ground_truth}\n")
+    with pytest.raises(ConfigError, match="colorizer: pipeline 'colormap' needs a colorizer"):
+        build_pipeline(str(cfg))
+
+
+def test_configs_execute_nothing(tmp_path):
+    cfg = write(tmp_path / "evil.yaml", "pipeline: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ConfigError, match="not a valid YAML config"):
+        load_config(cfg)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_defaults_cycle_is_reported(tmp_path):
+    write(tmp_path / "a.yaml", "defaults: [b.yaml]\n")
+    write(tmp_path / "b.yaml", "defaults: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
