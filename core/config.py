@@ -43,6 +43,18 @@ def resolve_config_path(ref: str | Path, relative_to: Path | None = None) -> Pat
     raise ConfigError(f"config file {str(ref)!r} not found (shipped configs: {', '.join(shipped)})")
 
 
+def merge_layer(base: DictConfig, layer: DictConfig) -> DictConfig:
+    """Merge ``layer`` over ``base``. A top-level section whose ``name`` the layer changes is
+    replaced, not merged: swapping ``segmenter.name=sam`` must not keep CropFormer's options."""
+    base = base.copy()
+    for key in list(layer.keys()):
+        old, new = base.get(key), layer.get(key)
+        if (isinstance(old, DictConfig) and isinstance(new, DictConfig) and "name" in new
+                and "name" in old and old.get("name") != new.get("name")):
+            base.pop(key)
+    return OmegaConf.merge(base, layer)  # type: ignore[return-value]
+
+
 def _load_file(path: Path, seen: tuple[Path, ...]) -> DictConfig:
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
@@ -61,19 +73,22 @@ def _load_file(path: Path, seen: tuple[Path, ...]) -> DictConfig:
     merged = OmegaConf.create({})
     for ref in defaults:
         base = resolve_config_path(str(ref), relative_to=path.parent)
-        merged = OmegaConf.merge(merged, _load_file(base, (*seen, path.resolve())))
-    return OmegaConf.merge(merged, cfg)  # type: ignore[return-value]
+        merged = merge_layer(merged, _load_file(base, (*seen, path.resolve())))
+    return merge_layer(merged, cfg)
 
 
 def load_config(ref: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """Load a pipeline config: its ``defaults`` chain, the file, then ``key=value`` overrides."""
+    """Load a pipeline config: its ``defaults`` chain, the file, then ``key=value`` overrides.
+
+    Layers merge key by key, except that a layer changing a section's ``name`` replaces that
+    section (see ``merge_layer``)."""
     path = resolve_config_path(ref)
     cfg = _load_file(path, ())
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"override {bad[0]!r} is not of the form key=value (e.g. segmenter.name=sam)")
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = merge_layer(cfg, OmegaConf.from_dotlist(list(overrides)))
         OmegaConf.resolve(cfg)  # interpolation errors surface now, naming the key
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{_omegaconf_message(exc)}", key=_full_key(exc)) from exc
