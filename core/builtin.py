@@ -26,6 +26,9 @@ BUILTIN_PACKAGES = (
 
 COMMAND_MODULES = (
     "esgkit.core.commands",
+    "esgkit.datasets.cli",
+    "esgkit.evaluation.cli",
+    "esgkit.pipelines.profile",
     "esgkit.pipelines.demo",
 )
 

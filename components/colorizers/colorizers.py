@@ -39,20 +39,22 @@ class RandomColorizer(Colorizer):
         """``n`` distinct colours: rejection sampling keeps them ``min_distance`` apart (relaxed if
         ``n`` is too large for the RGB cube to hold them)."""
         rng = np.random.default_rng(self.config.seed if seed is None else seed)
-        chosen: list[np.ndarray] = []
+        chosen = np.zeros((n, 3), np.float64)
+        count = 0
         min_d = self.config.min_distance
         tries = 0
-        while len(chosen) < n:
+        while count < n:
             c = rng.integers(self.config.min_brightness, 256, size=3)
-            if all(np.linalg.norm(c - o) >= min_d for o in chosen):
-                chosen.append(c)
+            if count == 0 or np.sqrt(((chosen[:count] - c) ** 2).sum(1)).min() >= min_d:
+                chosen[count] = c
+                count += 1
                 tries = 0
             else:
                 tries += 1
                 if tries > 200:  # too crowded: relax the distance rather than loop forever
                     min_d *= 0.8
                     tries = 0
-        out = np.array(chosen, np.uint8).reshape(n, 3)
+        out = chosen.astype(np.uint8)
         # exact duplicates would merge two entities in the colormap: nudge them apart
         _, first = np.unique(out, axis=0, return_index=True)
         for i in sorted(set(range(n)) - set(first.tolist())):

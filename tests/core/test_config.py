@@ -65,3 +65,14 @@ def test_defaults_cycle_is_reported(tmp_path):
     write(tmp_path / "b.yaml", "defaults: [a.yaml]\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_swapping_a_component_name_drops_the_old_options(tmp_path):
+    base = write(tmp_path / "base.yaml", "pipeline: {name: colormap}\nsegmenter: {name: from_files, path: /x}\n"
+                                         "colorizer: {name: random, seed: 1}\n")
+    cfg = load_config(base, ["segmenter.name=ground_truth"])
+    assert dict(cfg.segmenter) == {"name": "ground_truth"}
+    cfg = load_config(base, ["colorizer.seed=9"])  # same name: options merge
+    assert cfg.colorizer.seed == 9 and cfg.colorizer.name == "random"
+    child = write(tmp_path / "child.yaml", "defaults: [base.yaml]\ncolorizer: {name: location, saturation: 0.5}\n")
+    assert dict(load_config(child).colorizer) == {"name": "location", "saturation": 0.5}

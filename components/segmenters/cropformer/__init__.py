@@ -1,0 +1,6 @@
+"""CropFormer (ESG paper §4.1) and its Mask2Former baseline.
+
+Modules: ``crops`` (the four corner crops), ``model`` (the network), ``fusion`` (inference fusion at
+the original resolution), ``segmenter`` (the registered ``cropformer`` / ``mask2former`` segmenters).
+Nothing heavy is imported here, so listing components stays fast.
+"""

@@ -1,0 +1,105 @@
+"""EntitySeg-style reader: a COCO instances JSON (images, annotations with RLE or polygon masks,
+categories) read class-agnostically — every annotation, thing or stuff, is an entity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esgkit.core import Dataset, EntityMasks
+from esgkit.core.errors import InputError
+from esgkit.core.io import load_image
+
+from .common import find_file, read_json, resolve_root, segmentation_to_mask
+
+
+class InstancesIndex:
+    """A parsed COCO instances JSON: images and annotations by image id (ids as str)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        data = read_json(self.path, "instances JSON")
+        if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
+            raise InputError(f"instances JSON {self.path}: expected a COCO object with 'images' and 'annotations'")
+        self.data = data
+        try:
+            self.images: dict[str, dict[str, Any]] = {str(i["id"]): i for i in data["images"]}
+            self.anns_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in self.images}
+            for a in data["annotations"]:
+                key = str(a["image_id"])
+                if key not in self.images:
+                    raise InputError(f"instances JSON {self.path}: annotation {a.get('id')} names unknown image_id {key}")
+                self.anns_by_image[key].append(a)
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"instances JSON {self.path}: bad entry ({type(exc).__name__}: {exc})") from exc
+
+    def masks(self, image_id: str) -> EntityMasks:
+        info = self.images[image_id]
+        h, w = int(info["height"]), int(info["width"])
+        anns = self.anns_by_image[image_id]
+        if not anns:
+            return EntityMasks.empty(h, w)
+        where = f"instances JSON {self.path} image {image_id}"
+        return EntityMasks(np.stack([segmentation_to_mask(a["segmentation"], h, w, f"{where} annotation {a.get('id')}")
+                                     for a in anns]),
+                           ids=np.array([int(a["id"]) for a in anns], np.int64))
+
+
+class EntitySegDataset(Dataset):
+    """Class-agnostic entity segmentation (EntitySeg-style COCO JSON with RLE masks).
+
+    Sample keys: ``image_id`` (str), ``image``, ``masks`` (EntityMasks, ids = annotation ids; masks
+    may overlap as the file allows), ``annotations`` (list of {id, category_id, bbox, area, iscrowd}
+    aligned with the masks).
+    Files: ``root/annotations/entityseg_<split>.json`` (or ``annotations_json``), images in
+    ``root/<split>/`` or ``root/images/<split>/`` (or ``image_dir``)."""
+
+    @dataclass
+    class Config:
+        root: str = ""
+        split: str = "val"
+        annotations_json: str = ""
+        image_dir: str = ""
+
+    name = "entityseg"
+
+    def __init__(self, config: EntitySegDataset.Config) -> None:
+        self.config = config
+
+    def _path(self, explicit: str, candidates: list[str], what: str) -> Path:
+        if explicit:
+            return find_file([Path(explicit)], what)
+        root = resolve_root(self.config.root, self.name)
+        return find_file([root / c for c in candidates], what)
+
+    @cached_property
+    def index(self) -> InstancesIndex:
+        split = self.config.split
+        return InstancesIndex(self._path(self.config.annotations_json,
+                                         [f"annotations/entityseg_{split}.json", f"entityseg_{split}.json"],
+                                         "EntitySeg JSON"))
+
+    @cached_property
+    def image_dir(self) -> Path:
+        split = self.config.split
+        return self._path(self.config.image_dir, [split, f"images/{split}", "images"], "image folder")
+
+    @cached_property
+    def image_ids(self) -> list[str]:
+        return list(self.index.images)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.image_ids[index]
+        image = load_image(self.image_dir / self.index.images[image_id]["file_name"])
+        masks = self.index.masks(image_id)
+        masks.check_image_size(image.shape[0], image.shape[1], f"entity masks of image {image_id}")
+        keys = ("id", "category_id", "bbox", "area", "iscrowd")
+        anns = [{k: a[k] for k in keys if k in a} for a in self.index.anns_by_image[image_id]]
+        return {"image_id": image_id, "image": image, "masks": masks, "annotations": anns}

@@ -1,0 +1,280 @@
+"""ShapesWorld: esgkit's synthetic benchmark, written in the real datasets' file formats.
+
+``generate(out_dir, images, seed, size, split)`` writes (``<id>`` = 12-digit image id)::
+
+    OUT/<split>/<id>.jpg                              images (or .png)
+    OUT/annotations/panoptic_<split>.json             COCO-panoptic (things and stuff, isthing flags)
+    OUT/annotations/panoptic_<split>/<id>.png         panoptic id maps (id = R + 256·G + 256²·B)
+    OUT/annotations/png_coco_<split>.json             Panoptic Narrative Grounding narratives
+    OUT/annotations/entityseg_<split>.json            EntitySeg-style class-agnostic instances (RLE)
+    OUT/annotations/captions_<split>.json             short descriptions (COCO-captions format)
+    OUT/refcoco_<split>/refs(unc).p, refs(unc).json   RefCOCO refs (pickle of plain data, and JSON)
+    OUT/refcoco_<split>/instances.json                COCO instances of the things (RLE)
+    OUT/shapesworld_<split>.json                      generator settings, for provenance
+
+Image ``k`` (0-based) of a split is drawn from ``numpy.random.default_rng([seed, crc32(split), k])``,
+so the output is the same for any number of worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import pickle
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esgkit.core.errors import InputError
+
+from .common import read_json, write_json
+from .png import PNGDataset, narrative_sample
+from .refcoco import read_refs
+from .shapesworld_language import Describer
+from .shapesworld_scene import CATEGORY_IDS, SceneSettings, categories, make_scene
+
+VERSION = "1"
+MIN_SIDE, MAX_SIDE = 64, 8192
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` (or one number for a square) → (width, height), checked against the supported range."""
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+        if len(parts) == 1:
+            parts = parts * 2
+        width, height = parts
+    except ValueError as exc:
+        raise InputError(f"size {text!r}: expected WxH, e.g. 512x512") from exc
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise InputError(f"size {text!r}: each side must be between {MIN_SIDE} and {MAX_SIDE} pixels "
+                         "(the benchmark is designed for 256² to 4096²)")
+    return width, height
+
+
+def _rle(mask_t: np.ndarray) -> dict[str, Any]:
+    """COCO RLE of a mask given transposed (W, H) C-contiguous: its ``.T`` is Fortran-ordered."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(mask_t.view(np.uint8).T)
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _save_id_map(path: Path, id_map: np.ndarray) -> None:
+    """The COCO-panoptic PNG (id = R + 256·G + 256²·B), written fast: fewer than 2^16 ids here."""
+    from PIL import Image
+
+    rgb = np.zeros((*id_map.shape, 3), np.uint8)
+    rgb[..., 0] = id_map & 255
+    rgb[..., 1] = id_map >> 8
+    Image.fromarray(rgb).save(path, compress_level=1)
+
+
+@dataclass
+class _Job:
+    out: str
+    split: str
+    index: int
+    seed: int
+    width: int
+    height: int
+    image_format: str
+    settings: SceneSettings
+
+
+def _make_one(job: _Job) -> dict[str, Any]:
+    """Draw, describe and write one image; return its annotation records (ids still local)."""
+    from PIL import Image
+
+    rng = np.random.default_rng([job.seed, zlib.crc32(job.split.encode()), job.index])
+    scene = make_scene(rng, job.height, job.width, job.settings)
+    describer = Describer(scene, rng)
+    pieces = describer.narrative()
+    refs = describer.refs()
+    image_id = job.index + 1
+    stem = f"{image_id:012d}"
+    out = Path(job.out)
+    file_name = f"{stem}.{job.image_format}"
+    im = Image.fromarray(scene.image)
+    if job.image_format == "jpg":
+        im.save(out / job.split / file_name, quality=95, subsampling=0)
+    else:
+        im.save(out / job.split / file_name, compress_level=1)
+    _save_id_map(out / "annotations" / f"panoptic_{job.split}" / f"{stem}.png", scene.id_map)
+
+    id_t = np.ascontiguousarray(scene.id_map.T)
+    segments, rles = [], {}
+    for e in scene.entities:
+        rles[e.id] = _rle(id_t == e.id)
+        segments.append({"id": e.id, "category_id": CATEGORY_IDS[e.category], "iscrowd": 0,
+                         "bbox": list(e.bbox), "area": e.area})
+    narrative = {
+        "image_id": str(image_id),
+        "caption": "".join(p.text for p in pieces),
+        "segments": [{"utterance": p.text.strip(), "noun": bool(p.segment_ids),
+                      "segment_ids": [str(i) for i in p.segment_ids], "plural": p.plural}
+                     for p in pieces if p.text.strip()],
+    }
+    return {
+        "image": {"id": image_id, "file_name": file_name, "height": job.height, "width": job.width},
+        "segments": segments,
+        "rles": rles,
+        "things": [e.id for e in scene.entities if e.isthing],
+        "attributes": {e.id: {"color": e.color, "size": e.size, "texture": e.texture} for e in scene.entities if e.isthing},
+        "narrative": narrative,
+        "refs": [(t.id, sents) for t, sents in refs],
+        "description": describer.description(),
+    }
+
+
+def generate(out_dir: str | Path, images: int = 10, seed: int = 0, size: str | tuple[int, int] = (256, 256),
+             split: str = "val", workers: int = 1, image_format: str = "jpg",
+             settings: SceneSettings | None = None, progress: bool = False) -> Path:
+    """Write ``images`` ShapesWorld scenes of ``size`` (WxH string or (W, H)) as split ``split``
+    under ``out_dir`` in every format listed in the module docstring; returns ``out_dir``."""
+    width, height = parse_size(size if isinstance(size, str) else f"{int(size[0])}x{int(size[1])}")
+    if images < 1:
+        raise InputError(f"--images must be at least 1 (got {images})")
+    if image_format not in ("jpg", "png"):
+        raise InputError(f"image format {image_format!r}: use jpg or png")
+    if not split or any(c in split for c in "/\\ "):
+        raise InputError(f"split {split!r}: use a plain name such as train or val")
+    out = Path(out_dir)
+    (out / split).mkdir(parents=True, exist_ok=True)
+    (out / "annotations" / f"panoptic_{split}").mkdir(parents=True, exist_ok=True)
+    settings = settings or SceneSettings()
+    jobs = [_Job(str(out), split, k, int(seed), width, height, image_format, settings) for k in range(images)]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            records = list(_progress(pool.imap(_make_one, jobs, chunksize=4), images, progress))
+    else:
+        records = list(_progress(map(_make_one, jobs), images, progress))
+    _write_annotations(out, split, records)
+    write_json(out / f"shapesworld_{split}.json", {
+        "generator": "esgkit ShapesWorld", "version": VERSION, "seed": int(seed), "split": split,
+        "images": images, "width": width, "height": height, "image_format": image_format,
+        "settings": dataclasses.asdict(settings),
+    })
+    return out
+
+
+def _progress(iterable: Any, total: int, show: bool) -> Any:
+    if not show:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc="ShapesWorld", unit="img")
+
+
+def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> None:
+    cats = categories()
+    images = [r["image"] for r in records]
+    ann = out / "annotations"
+    write_json(ann / f"panoptic_{split}.json", {
+        "info": {"description": f"ShapesWorld {split}", "version": VERSION},
+        "licenses": [], "images": images, "categories": cats,
+        "annotations": [{"image_id": r["image"]["id"], "file_name": f"{r['image']['id']:012d}.png",
+                         "segments_info": r["segments"]} for r in records],
+    })
+    write_json(ann / f"png_coco_{split}.json", [r["narrative"] for r in records])
+    write_json(ann / f"captions_{split}.json", {
+        "images": images,
+        "annotations": [{"id": r["image"]["id"], "image_id": r["image"]["id"], "caption": r["description"]}
+                        for r in records],
+    })
+    entity_anns, thing_anns = [], []
+    for r in records:
+        image_id = r["image"]["id"]
+        for s in r["segments"]:
+            a = {"id": image_id * 1000 + s["id"], "image_id": image_id, "category_id": s["category_id"],
+                 "segmentation": r["rles"][s["id"]], "area": s["area"], "bbox": s["bbox"], "iscrowd": 0}
+            entity_anns.append(a)
+            if s["id"] in r["things"]:
+                thing_anns.append({**a, **r["attributes"][s["id"]]})
+    write_json(ann / f"entityseg_{split}.json", {"images": images, "annotations": entity_anns, "categories": cats})
+
+    refs, ref_id, sent_id = [], 0, 0
+    for r in records:
+        image_id = r["image"]["id"]
+        for segment_id, sentences in r["refs"]:
+            category_id = next(s["category_id"] for s in r["segments"] if s["id"] == segment_id)
+            sents = []
+            for text in sentences:
+                sents.append({"tokens": text.split(), "raw": text, "sent_id": sent_id, "sent": text})
+                sent_id += 1
+            refs.append({"ref_id": ref_id, "ann_id": image_id * 1000 + segment_id, "image_id": image_id,
+                         "split": split, "sentences": sents, "sent_ids": [s["sent_id"] for s in sents],
+                         "category_id": category_id, "file_name": f"{image_id:012d}_{ref_id}.jpg",
+                         "segment_id": segment_id})
+            ref_id += 1
+    ref_dir = out / f"refcoco_{split}"
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    with open(ref_dir / "refs(unc).p", "wb") as f:
+        pickle.dump(refs, f, protocol=2)
+    write_json(ref_dir / "refs(unc).json", refs)
+    write_json(ref_dir / "instances.json", {"images": images, "annotations": thing_anns,
+                                            "categories": [c for c in cats if c["isthing"]]})
+
+
+class ShapesWorldDataset(PNGDataset):
+    """A ShapesWorld split with every annotation it has (what GELLA training and CropFormer use).
+
+    Sample keys: those of ``png`` (``image_id``, ``image``, ``file_name``, ``height``, ``width``,
+    ``masks`` with panoptic segment ids, ``segments_info``, ``caption``, ``phrase_segments``,
+    ``phrase_is_thing``, ``narrative_index``) plus ``refs`` (list of {ref_id, sent_id, sent, ann_id,
+    segment_id, bbox, category_id}; ``segment_id`` is the id in ``masks``) and ``description``
+    (str, the short image description). Root: the folder ``esgkit data shapesworld`` wrote."""
+
+    @dataclass
+    class Config(PNGDataset.Config):
+        split: str = "val"
+
+    name = "shapesworld"
+
+    @cached_property
+    def narratives_by_image(self) -> dict[str, Any]:
+        return {n.image_id: n for n in self.narratives}
+
+    @cached_property
+    def refs_by_image(self) -> dict[str, list[dict[str, Any]]]:
+        root = Path(self._path("", [f"refcoco_{self.config.split}"], "RefCOCO folder"))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in read_refs(root / "refs(unc).json"):
+            segment_id = int(r.get("segment_id", int(r["ann_id"]) % 1000))
+            for s in r["sentences"]:
+                out.setdefault(str(r["image_id"]), []).append({
+                    "ref_id": int(r["ref_id"]), "sent_id": int(s["sent_id"]), "sent": s["sent"],
+                    "ann_id": int(r["ann_id"]), "segment_id": segment_id, "category_id": int(r["category_id"]),
+                })
+        return out
+
+    @cached_property
+    def descriptions(self) -> dict[str, str]:
+        path = self._path("", [f"annotations/captions_{self.config.split}.json"], "captions JSON")
+        data = read_json(path, "captions JSON")
+        try:
+            return {str(a["image_id"]): str(a["caption"]) for a in data["annotations"]}
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"captions JSON {path}: bad entry ({type(exc).__name__}: {exc})") from exc
+
+    def __len__(self) -> int:
+        return len(self.panoptic.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.panoptic.image_ids[index]
+        sample = self.panoptic_sample(image_id)
+        narrative = self.narratives_by_image.get(image_id)
+        if narrative is not None:
+            sample.update(narrative_sample(narrative, sample["segments_info"], self.panoptic.json_path))
+        boxes = {s["id"]: s["bbox"] for s in sample["segments_info"]}
+        sample["refs"] = [{**r, "bbox": [float(v) for v in boxes[r["segment_id"]]]}
+                          for r in self.refs_by_image.get(image_id, [])]
+        sample["description"] = self.descriptions.get(image_id, "")
+        return sample
+
+
+__all__ = ["ShapesWorldDataset", "generate", "parse_size"]

@@ -1,0 +1,234 @@
+"""Training checkpoints that a crash cannot corrupt, and that load without executing code.
+
+Layout of ``RUN/checkpoints/``::
+
+    step_00000100/
+        model.safetensors   model weights (safetensors; tied weights handled by ``save_model``)
+        state.pt            optimiser, scheduler, grad-scaler and RNG states, step, extra
+                            (plain tensors and Python values: ``torch.load(weights_only=True)``)
+        config.json         the resolved config of the run, the step and the format tag
+    latest.json             {"step": 100, "dir": "step_00000100"}
+
+A checkpoint is written into a hidden temporary folder, flushed to disk, and renamed into place with
+``os.replace``; only then is ``latest.json`` replaced (also write-then-rename). A crash or Ctrl-C at
+any moment therefore leaves ``latest.json`` naming a complete checkpoint. Stale temporary folders are
+removed by the next save; only the last ``keep_last`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+from esgkit.core.errors import CheckpointError
+
+FORMAT = "esgkit-train-checkpoint-v1"
+LATEST = "latest.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states as weights_only-loadable values."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng_state``."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints in ``ckpt_dir`` as (step, path), oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = []
+    for p in ckpt_dir.iterdir():
+        m = _STEP_DIR.match(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    config: dict[str, Any] | None = None,
+    rng: Any = None,
+    extra: dict[str, Any] | None = None,
+    keep_last: int = 3,
+) -> Path:
+    """Write checkpoint ``step`` atomically into ``ckpt_dir`` and point ``latest.json`` at it.
+
+    ``rng`` defaults to this process's ``capture_rng_state()``; the data-parallel trainer passes the
+    list of every process's states. Returns the checkpoint folder.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ckpt_dir.glob(".tmp-*"):  # left by an earlier crash
+        shutil.rmtree(stale, ignore_errors=True)
+    final = ckpt_dir / step_dir_name(step)
+    tmp = ckpt_dir / f".tmp-{final.name}-{os.getpid()}"
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": FORMAT, "step": str(step)})
+    state = {
+        "format": FORMAT,
+        "step": step,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "rng": capture_rng_state() if rng is None else rng,
+        "extra": extra or {},
+    }
+    torch.save(state, tmp / "state.pt")
+    with open(tmp / "config.json", "w") as f:
+        json.dump({"format": FORMAT, "step": step, "config": config or {}}, f, indent=2, default=str)
+    for name in ("model.safetensors", "state.pt", "config.json"):
+        _fsync_file(tmp / name)
+    _fsync_dir(tmp)
+    if final.exists():  # the same step saved again (e.g. after a resume): swap the old one out
+        old = ckpt_dir / f".tmp-old-{final.name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)
+    _write_json_atomic(ckpt_dir / LATEST, {"step": step, "dir": final.name})
+    for _, old_path in list_checkpoints(ckpt_dir)[:-keep_last] if keep_last > 0 else []:
+        if old_path != final:
+            shutil.rmtree(old_path, ignore_errors=True)
+    return final
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def latest_checkpoint(path: str | Path) -> Path | None:
+    """The newest complete checkpoint under a run folder, its ``checkpoints/`` folder, or ``path``
+    itself when it is a checkpoint folder. ``None`` when there is none."""
+    path = Path(path)
+    if (path / "model.safetensors").is_file():
+        return path
+    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    pointer = ckpt_dir / LATEST
+    if pointer.is_file():
+        try:
+            target = ckpt_dir / json.loads(pointer.read_text())["dir"]
+            if target.is_dir():
+                return target
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable pointer: fall back to the newest complete folder
+    found = list_checkpoints(ckpt_dir)
+    return found[-1][1] if found else None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ``state`` holds optimizer/scheduler/scaler/rng/extra, ``config`` the run's."""
+
+    path: Path
+    step: int
+    state: dict[str, Any] = field(repr=False)
+    config: dict[str, Any] = field(repr=False)
+
+    def load_model(self, model: torch.nn.Module, strict: bool = True) -> None:
+        """Load the weights into ``model``; a mismatch names the missing and unexpected keys."""
+        load_weights(model, self.path / "model.safetensors", strict=strict)
+
+
+def load_weights(model: torch.nn.Module, file: str | Path, strict: bool = True) -> None:
+    """Load a ``model.safetensors`` into ``model`` (CheckpointError names the keys that differ)."""
+    try:
+        missing, unexpected = load_model(model, str(file), strict=False)
+    except Exception as exc:  # corrupt file, shape mismatch
+        raise CheckpointError(f"{file}: cannot load weights ({type(exc).__name__}: {exc})") from exc
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{file}: weights do not fit {type(model).__name__}: missing keys {sorted(missing)[:10]}, "
+            f"unexpected keys {sorted(unexpected)[:10]} (was it saved from another model or config?)"
+        )
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load the newest checkpoint under ``path`` (a run folder, ``checkpoints/`` or a step folder)."""
+    folder = latest_checkpoint(path)
+    if folder is None:
+        raise CheckpointError(f"no checkpoint found under {path} (expected {path}/checkpoints/{LATEST} or step_* folders)")
+    for name in ("model.safetensors", "state.pt", "config.json"):
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{folder}: incomplete checkpoint, {name} is missing")
+    try:
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+        meta = json.loads((folder / "config.json").read_text())
+    except Exception as exc:
+        raise CheckpointError(f"{folder}: unreadable checkpoint state ({type(exc).__name__}: {exc})") from exc
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{folder}: format {state.get('format')!r}, expected {FORMAT!r}")
+    return Checkpoint(path=folder, step=int(state["step"]), state=state, config=meta.get("config", {}))
