@@ -4,6 +4,7 @@ checks them. A config looks like::
     pipeline: {name: colormap}          # the pipeline's own options
     segmenter: {name: ground_truth}     # one section per slot the pipeline declares
     colorizer: {name: random, seed: 0}
+    train: {...}                        # optional, reserved: read by `esgkit train` only
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from .errors import ConfigError, EsgkitError, RegistryError
 from .interfaces import Pipeline
 from .registry import Registry, get_registry
 
+RESERVED_SECTIONS = ("train", "eval")
+"""Top-level sections that are not pipeline slots: read by ``esgkit train`` / ``esgkit eval``."""
+
 
 def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
                    registry: Registry | None = None) -> Pipeline:
@@ -25,6 +29,8 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
     if isinstance(config, str):
         config = load_config(config, overrides or [])
     values = to_container(config)
+    for section_name in RESERVED_SECTIONS:
+        values.pop(section_name, None)
     if "pipeline" not in values:
         raise ConfigError("missing 'pipeline' section naming the pipeline (run `esgkit list pipeline`)", key="pipeline")
     section = values.pop("pipeline")

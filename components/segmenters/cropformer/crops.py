@@ -71,18 +71,22 @@ def cut_views(
     """Cut each region from ``image`` (H, W, C uint8/float array, or a (C, H, W) tensor) at its original
     resolution and resize it to ``size`` = (h, w). Returns float (T, C, h, w).
 
-    ``mode="nearest"`` is for masks (pass them as (N, H, W) tensors: channels are entities)."""
+    Images are resized bilinearly with antialiasing (as PIL's bilinear resize, which the reference's
+    detectron2 transforms use, does when shrinking); ``mode="nearest"`` is for masks (pass them as an
+    (N, H, W) tensor: channels are entities). Each region is converted to float on its own, so a
+    huge image is never held as a whole float copy."""
     if isinstance(image, np.ndarray):
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     else:
         tensor = image
-    tensor = tensor.float()
     views = []
     for r in regions:
-        patch = tensor[None, :, r.y0 : r.y1, r.x0 : r.x1]
+        patch = tensor[None, :, r.y0 : r.y1, r.x0 : r.x1].float()
         if (r.height, r.width) != tuple(size):
-            kwargs = {"align_corners": False} if mode == "bilinear" else {}
-            patch = F.interpolate(patch, size=size, mode=mode, **kwargs)
+            if mode == "bilinear":
+                patch = F.interpolate(patch, size=size, mode="bilinear", align_corners=False, antialias=True)
+            else:
+                patch = F.interpolate(patch, size=size, mode=mode)
         views.append(patch[0])
     return torch.stack(views)
 

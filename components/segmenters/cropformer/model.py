@@ -11,8 +11,14 @@ masked-attention decoder layers, the mask-embedding MLP — around a timm backbo
    view's features flattened over T·HW and a 3D positional encoding (2D sine + sine over the view
    index); masks by einsum("bqc,btchw->bqthw"), so one query predicts its mask in every view.
 
-Every decoder returns 1 + L predictions (before the first layer and after each), for deep supervision.
-The class head has two logits: [entity, no-object].
+The decoder loop itself is written here rather than taken from transformers'
+``Mask2FormerMaskedAttentionDecoder``: that class computes masks for one view only (the batch level
+needs them over T views and attention masks over T·HW keys) and drops whole layers at random in
+training with probability ``config.dropout``.
+
+Every decoder returns 1 + L predictions (before the first layer and after each), for deep
+supervision. The class head has two logits: [entity, no-object]. Note that a BatchNorm backbone in
+training mode normalises over all B·T views together.
 """
 
 from __future__ import annotations
