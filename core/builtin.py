@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "esgkit.evaluation.cli",
     "esgkit.pipelines.profile",
     "esgkit.pipelines.demo",
+    "esgkit.pipelines.gella_cli",
 )
 
 

@@ -65,6 +65,18 @@ def sample_masks(masks: np.ndarray, size: int, grid: tuple[int, int]) -> np.ndar
     return out
 
 
+def package_path(path: str) -> Path:
+    """``path`` as given when it exists (or is absolute), else relative to the esgkit package root —
+    so a config can name weights shipped inside the package (``pipelines/weights/...``)."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or given.exists():
+        return given
+    import esgkit
+
+    shipped = Path(esgkit.__file__).resolve().parent / given
+    return shipped if shipped.exists() else given
+
+
 def _name(role: str, component: Any) -> str:
     return f"{role} ({type(component).__name__})"
 
@@ -84,7 +96,9 @@ class GellaPipeline(Pipeline):
         threshold: float = 0.5   # association probability needed to ground a phrase on an entity
         min_iou: float = 0.1     # a query maps to its best-IoU input entity only above this IoU
         singular_top1: bool = True  # a singular phrase keeps only its best entity (PNG's official rule)
-        checkpoint: str = ""     # optional .safetensors (or weights-only torch) file of all neural parts
+        checkpoint: str = ""     # optional .safetensors (or weights-only torch) file of all neural parts;
+                                 # a relative path missing from the working folder is read from the
+                                 # installed esgkit package (shipped weights: pipelines/weights/...)
         device: str = "cpu"
         alpha: float = 0.55      # overlay opacity
         meta_device: bool = False  # a paper-scale preset without weights: build it under
@@ -108,7 +122,7 @@ class GellaPipeline(Pipeline):
         if not config.meta_device:
             self.model.to(config.device)
         if config.checkpoint:
-            self.load_checkpoint(config.checkpoint)
+            self.load_checkpoint(package_path(config.checkpoint))
 
     # ------------------------------------------------------------------ build-time checks
     def check(self) -> None:

@@ -21,6 +21,43 @@ def paint(masks: EntityMasks, colors: np.ndarray) -> Colormap:
     return Colormap(image, colors)
 
 
+class _Palette:
+    """A growing sequence of distinct random colours: sequential rejection sampling, so the first
+    ``n`` colours do not depend on how many are asked for later."""
+
+    def __init__(self, seed: int, min_distance: float, min_brightness: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.min_d, self.low = float(min_distance), int(min_brightness)
+        self.chosen = np.zeros((0, 3), np.float64)
+
+    def first(self, n: int) -> np.ndarray:
+        if len(self.chosen) < n:
+            grown = np.zeros((max(n, 2 * len(self.chosen)), 3), np.float64)
+            grown[: len(self.chosen)] = self.chosen
+            count, tries = len(self.chosen), 0
+            while count < len(grown):
+                c = self.rng.integers(self.low, 256, size=3)
+                if count == 0 or np.sqrt(((grown[:count] - c) ** 2).sum(1)).min() >= self.min_d:
+                    grown[count] = c
+                    count += 1
+                    tries = 0
+                else:
+                    tries += 1
+                    if tries > 200:  # too crowded: relax the distance rather than loop forever
+                        self.min_d *= 0.8
+                        tries = 0
+            self.chosen = grown
+        out = self.chosen[:n].astype(np.uint8)
+        # exact duplicates (after heavy relaxing) would merge two entities: nudge them apart
+        _, first = np.unique(out, axis=0, return_index=True)
+        for i in sorted(set(range(n)) - set(first.tolist())):
+            out[i] = (out[i].astype(int) + 1 + i) % 256
+        return out
+
+
+_PALETTES: dict[tuple[int, float, int], _Palette] = {}
+
+
 class RandomColorizer(Colorizer):
     """Random distinct colours per entity (the paper's default), reproducible from ``seed``."""
 
@@ -36,30 +73,14 @@ class RandomColorizer(Colorizer):
         self.config = config
 
     def colors(self, n: int, seed: int | None = None) -> np.ndarray:
-        """``n`` distinct colours: rejection sampling keeps them ``min_distance`` apart (relaxed if
-        ``n`` is too large for the RGB cube to hold them)."""
-        rng = np.random.default_rng(self.config.seed if seed is None else seed)
-        chosen = np.zeros((n, 3), np.float64)
-        count = 0
-        min_d = self.config.min_distance
-        tries = 0
-        while count < n:
-            c = rng.integers(self.config.min_brightness, 256, size=3)
-            if count == 0 or np.sqrt(((chosen[:count] - c) ** 2).sum(1)).min() >= min_d:
-                chosen[count] = c
-                count += 1
-                tries = 0
-            else:
-                tries += 1
-                if tries > 200:  # too crowded: relax the distance rather than loop forever
-                    min_d *= 0.8
-                    tries = 0
-        out = chosen.astype(np.uint8)
-        # exact duplicates would merge two entities in the colormap: nudge them apart
-        _, first = np.unique(out, axis=0, return_index=True)
-        for i in sorted(set(range(n)) - set(first.tolist())):
-            out[i] = (out[i].astype(int) + 1 + i) % 256
-        return out
+        """The first ``n`` colours of this seed's palette, kept ``min_distance`` apart (relaxed when
+        the RGB cube gets too crowded). The palette is generated once per seed and extended on demand,
+        so colouring an image does not re-run the rejection sampling."""
+        key = (self.config.seed if seed is None else seed, self.config.min_distance, self.config.min_brightness)
+        palette = _PALETTES.get(key)
+        if palette is None:
+            palette = _PALETTES[key] = _Palette(*key)
+        return palette.first(n)
 
     def colorize(self, masks: EntityMasks) -> Colormap:
         return paint(masks, self.colors(len(masks)))

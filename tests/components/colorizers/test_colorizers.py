@@ -52,3 +52,10 @@ def test_location_colour_depends_on_centroid_only():
     cm = loc.colorize(EntityMasks(m))
     assert not (cm.colors[0] == cm.colors[1]).all()
     assert np.abs(cm.colors[0].astype(int) - cm.colors[2].astype(int)).max() <= 12
+
+
+def test_palette_prefix_does_not_depend_on_how_many_are_asked():
+    reg = get_registry()
+    few = reg.build("colorizer", {"name": "random", "seed": 11}).colors(5)
+    many = reg.build("colorizer", {"name": "random", "seed": 11}).colors(250)
+    assert (few == many[:5]).all() and len({tuple(c) for c in many}) == 250
