@@ -21,6 +21,8 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     s = csub.add_parser("show", help="print the resolved config")
     s.add_argument("config", help="a YAML file or the name of a shipped config")
+    s.add_argument("--no-validate", action="store_true",
+                   help="skip checking each section against its component's typed config")
     s.set_defaults(func=cmd_config_show, accepts_overrides=True)
 
     p = sub.add_parser("run", help="run a pipeline on one image")
@@ -78,8 +80,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from .config import load_config
+    from .pipeline import validate_pipeline_config
 
-    print(OmegaConf.to_yaml(load_config(args.config, args.overrides)), end="")
+    cfg = load_config(args.config, args.overrides)
+    if not args.no_validate:
+        validate_pipeline_config(cfg)
+    print(OmegaConf.to_yaml(cfg), end="")
     return 0
 
 

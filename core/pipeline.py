@@ -9,11 +9,12 @@ checks them. A config looks like::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 
-from .config import load_config, to_container, validate_dataclass
+from .config import component_config, load_config, to_container, validate_dataclass
 from .errors import ConfigError, EsgkitError, RegistryError
 from .interfaces import Pipeline
 from .registry import Registry, get_registry
@@ -22,9 +23,20 @@ RESERVED_SECTIONS = ("train", "eval")
 """Top-level sections that are not pipeline slots: read by ``esgkit train`` / ``esgkit eval``."""
 
 
-def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
-                   registry: Registry | None = None) -> Pipeline:
-    """Build and check the pipeline a config describes (a path/name, or an already loaded config)."""
+@dataclass
+class ValidatedPipelineConfig:
+    """A pipeline config checked section by section: the pipeline class, its Config, and for each
+    slot the component name and validated Config — nothing constructed yet."""
+
+    cls: type[Pipeline]
+    config: Any
+    slots: dict[str, tuple[str, str, Any]]  # role → (kind, name, Config instance)
+
+
+def validate_pipeline_config(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
+                             registry: Registry | None = None) -> ValidatedPipelineConfig:
+    """Check every section of a pipeline config against the registry and the components' typed
+    configs, so a bad key fails before any model is built."""
     registry = registry or get_registry()
     if isinstance(config, str):
         config = load_config(config, overrides or [])
@@ -47,16 +59,26 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
         slots = ", ".join(cls.slots) or "(none)"
         raise ConfigError(f"not a slot of pipeline {name!r} (slots: {slots})", key=unknown[0])
     pipeline_config = validate_dataclass(cls.Config, section, "pipeline")
-    components = {}
+    slots = {}
     for role, kind in cls.slots.items():
         if role not in values:
             raise ConfigError(f"pipeline {name!r} needs a {kind} here (run `esgkit list {kind}`)", key=role)
-        components[role] = registry.build(kind, values[role], key=role)
+        component_name, component_config_ = component_config(registry, kind, values[role], role)
+        slots[role] = (kind, component_name, component_config_)
+    return ValidatedPipelineConfig(cls, pipeline_config, slots)
+
+
+def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
+                   registry: Registry | None = None) -> Pipeline:
+    """Build and check the pipeline a config describes (a path/name, or an already loaded config)."""
+    registry = registry or get_registry()
+    checked = validate_pipeline_config(config, overrides, registry)
+    components = {role: registry.create(kind, name, cfg, key=role) for role, (kind, name, cfg) in checked.slots.items()}
     try:
-        pipeline = cls.from_components(pipeline_config, components)
+        pipeline = checked.cls.from_components(checked.config, components)
     except EsgkitError:
         raise
     except Exception as exc:
-        raise RegistryError(f"assembling pipeline {name!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise RegistryError(f"assembling pipeline {checked.cls.__name__} failed: {type(exc).__name__}: {exc}") from exc
     pipeline.check()
     return pipeline

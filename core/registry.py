@@ -200,6 +200,11 @@ class Registry:
 
         key = key or kind
         name, config = component_config(self, kind, section, key)
+        return self.create(kind, name, config, key)
+
+    def create(self, kind: str, name: str, config: Any, key: str | None = None) -> Component:
+        """Build a component from an already validated ``Config`` instance."""
+        key = key or kind
         cls = self.get(kind, name, f"{key}.name")
         try:
             return cls.from_config(config)

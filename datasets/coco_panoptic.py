@@ -17,7 +17,7 @@ from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_id_map_png, load_image
 
-from .common import find_file, read_json, resolve_root
+from .common import dataset_file, find_file, read_json
 
 
 class PanopticIndex:
@@ -112,10 +112,7 @@ class CocoPanopticDataset(Dataset):
 
     # paths are resolved on first use, so a default config builds without data
     def _path(self, explicit: str, candidates: list[str], what: str) -> Path:
-        if explicit:
-            return find_file([Path(explicit)], what)
-        root = resolve_root(self.config.root, self.name)
-        return find_file([root / c for c in candidates], what)
+        return dataset_file(self.config.root, self.name, explicit, candidates, what)
 
     @cached_property
     def panoptic(self) -> PanopticIndex:

@@ -100,6 +100,14 @@ def resolve_root(root: str, name: str) -> Path:
     return path
 
 
+def dataset_file(root: str, name: str, explicit: str, candidates: list[str], what: str) -> Path:
+    """An explicitly configured path, else the first of ``candidates`` under the dataset root."""
+    if explicit:
+        return find_file([Path(explicit)], what)
+    base = resolve_root(root, name)
+    return find_file([base / c for c in candidates], what)
+
+
 def find_file(candidates: list[Path], what: str) -> Path:
     """The first existing path among ``candidates``; else an InputError listing where it looked."""
     for c in candidates:

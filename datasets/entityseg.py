@@ -14,7 +14,7 @@ from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_image
 
-from .common import find_file, read_json, resolve_root, segmentation_to_mask
+from .common import dataset_file, read_json, segmentation_to_mask
 
 
 class InstancesIndex:
@@ -71,10 +71,7 @@ class EntitySegDataset(Dataset):
         self.config = config
 
     def _path(self, explicit: str, candidates: list[str], what: str) -> Path:
-        if explicit:
-            return find_file([Path(explicit)], what)
-        root = resolve_root(self.config.root, self.name)
-        return find_file([root / c for c in candidates], what)
+        return dataset_file(self.config.root, self.name, explicit, candidates, what)
 
     @cached_property
     def index(self) -> InstancesIndex:

@@ -133,3 +133,10 @@ def test_demo_writes_overlay(cli, tmp_path):
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "demo" / "overlay.png").is_file()
     _ = save_image  # noqa
+
+
+def test_config_show_validates_every_section(cli):
+    res = cli("config", "show", "colormap", "colorizer.sede=1")
+    assert res.returncode == 2 and "colorizer.sede: unknown key" in res.stderr
+    res = cli("config", "show", "--no-validate", "colormap", "colorizer.sede=1")
+    assert res.returncode == 0 and "sede: 1" in res.stdout
