@@ -73,7 +73,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"caption: {args.caption!r}")
     if not result.groundings:
-        print("no nouns found in the caption: nothing to ground (the grounding is empty)")
+        where = "the caption" if args.caption is not None else "GELLA's description"
+        print(f"no nouns found in {where}: nothing to ground (the grounding is empty)")
     else:
         print(format_table(result))
     for p in [str(out / "image.png"), *paths]:

@@ -68,6 +68,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = to_container(load_config(args.config, getattr(args, "overrides", [])))
     name = config.get("pipeline", {}).get("name") if isinstance(config.get("pipeline"), dict) else config.get("pipeline")
+    from esgkit.components.segmenters.training import TASKS, cmd_train_segmenter  # trainable segmenters
+
+    segmenter = config.get("segmenter") or {}
+    if name != "gella" and isinstance(segmenter, dict) and segmenter.get("name") in TASKS:
+        return cmd_train_segmenter(config, args)
     if name != "gella":
         raise ConfigError(f"esgkit train trains GELLA pipelines; this config's pipeline is {name!r}", key="pipeline.name")
     train_config, task_config = split_train_section(config.get("train") or {})

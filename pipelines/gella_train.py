@@ -168,6 +168,10 @@ class GellaTask(TrainingTask):
 
     def __init__(self, config: Mapping[str, Any], data_dir: str | Path, task: GellaTrainConfig | None = None) -> None:
         self.config = {k: v for k, v in config.items() if k not in ("train", "eval")}
+        # Training starts from the components' own initialisation, never from the weights a config
+        # ships for inference (e.g. gella_tiny_trained's pipeline.checkpoint).
+        if isinstance(self.config.get("pipeline"), dict) and self.config["pipeline"].get("checkpoint"):
+            self.config["pipeline"] = {**self.config["pipeline"], "checkpoint": ""}
         self.data_dir = Path(data_dir)
         self.settings = task or GellaTrainConfig()
         check_data_dir(self.data_dir, self.settings.split)

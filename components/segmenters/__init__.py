@@ -1,5 +1,17 @@
 """Segmenters: RGB image → class-agnostic EntityMasks."""
 
+from pathlib import Path
+
+
+def weights_path(path: str) -> Path:
+    """A checkpoint path as given when it exists (or is absolute), else relative to the esgkit
+    package root, so a config can name weights shipped in the package (``pipelines/weights/...``)."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = Path(__file__).resolve().parents[2] / given
+    return shipped if shipped.exists() else given
+
 
 def register_builtins(register) -> None:  # type: ignore[no-untyped-def]
     register("segmenter", "ground_truth", "esgkit.components.segmenters.annotations:GroundTruthSegmenter")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ from torch import nn
 import esgkit  # noqa: F401  (import hook: makes torchvision importable before segment_anything)
 from esgkit.core import EntityMasks, Segmenter
 from esgkit.core.errors import CheckpointError, ConfigError, InputError
+from esgkit.components.segmenters import weights_path
 from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
@@ -85,7 +85,7 @@ def build_sam(model_type: str) -> Sam:
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    file = Path(path)
+    file = weights_path(path)  # as given, or shipped in the package (pipelines/weights/...)
     if not file.is_file():
         raise CheckpointError(f"SAM checkpoint {path}: no such file (give the local path of e.g. sam_vit_b_01ec64.pth)")
     try:
@@ -241,7 +241,9 @@ class SamSegmenter(nn.Module, Segmenter):
         checkpoint: str = ""  # local .pth (official format) or .safetensors; empty = random weights
         preset: str = "sam1"  # sam1 (library defaults) | sam2
         points_per_side: int = 0  # 0 = the preset's value
-        points_per_batch: int = 64
+        points_per_batch: int = 64  # memory: points_per_batch·3 float masks of the image's size
+        pred_iou_thresh: float = -1.0  # < 0 = the preset's value (a barely trained tiny SAM needs lower)
+        stability_score_thresh: float = -1.0  # < 0 = the preset's value
         keep_fraction: float = 0.5  # drop a mask left with less of its area than this
         min_area: int = 1  # drop entities smaller than this many pixels
         device: str = "cpu"
@@ -270,6 +272,9 @@ class SamSegmenter(nn.Module, Segmenter):
         options = dict(PRESETS[self.config.preset], points_per_batch=self.config.points_per_batch)
         if self.config.points_per_side > 0:
             options["points_per_side"] = self.config.points_per_side
+        for key in ("pred_iou_thresh", "stability_score_thresh"):
+            if getattr(self.config, key) >= 0:
+                options[key] = getattr(self.config, key)
         return options
 
     @torch.no_grad()

@@ -11,9 +11,13 @@ A training config is a pipeline config (e.g. ``pipelines/configs/cropformer_tiny
 …). The data folder is what ``esgkit data shapesworld`` writes (the EntitySeg-style
 ``annotations/entityseg_<split>.json`` with every thing and stuff entity, images in ``<split>/``).
 
-Until ``esgkit train`` dispatches here, the entry point is::
+Entry points (the same function, ``cmd_train_segmenter``)::
 
+    esgkit train CONFIG --data DIR --out RUN [--resume] [key=value ...]      (non-GELLA configs land here)
     python -m esgkit.components.segmenters.training CONFIG --data DIR --out RUN [--resume] [key=value ...]
+
+A run folder gets ``checkpoints/``, ``metrics.jsonl``, ``loss.png`` and ``<segmenter>.safetensors``
+(the final weights, for ``segmenter.checkpoint``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from esgkit.core.errors import ConfigError, EsgkitError, InputError
+from esgkit.core.io import load_image
 
 TASKS: dict[str, str] = {
     "cropformer": "esgkit.components.segmenters.cropformer.train:CropFormerTask",
@@ -104,37 +109,14 @@ def open_entity_split(data_dir: str | Path, split: str) -> Any:
     return EntitySegDataset(EntitySegDataset.Config(root=str(root), split=split))
 
 
-def _rle(mask: np.ndarray) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def entity_ap(dataset: Any, segment: Callable[[np.ndarray], Any], indices: Iterable[int],
-              variants: str = "H,L", progress: bool = False) -> dict[str, float]:
-    """APe of ``segment`` (image → EntityMasks) on the given images of an EntitySeg-style dataset,
-    scored by the ``entity`` evaluator (class-agnostic COCO AP; keys APe, AP50, …, and *_L)."""
+def score_entity_predictions(gt_path: str | Path, image_ids: Iterable[str], preds: list[dict[str, Any]],
+                             variants: str = "H,L") -> dict[str, float]:
+    """Score predictions ({image_id, segmentation (RLE), score}) on the given images of an
+    EntitySeg-style GT JSON with the ``entity`` evaluator (keys APe, AP50, …, and *_L)."""
     from esgkit.evaluation.entity import EntityEvaluator
 
-    indices = list(indices)
-    gt_path = dataset.index.path
+    keep = {str(i) for i in image_ids}
     gt_all = json.loads(Path(gt_path).read_text())
-    chosen: list[str] = []
-    preds: list[dict[str, Any]] = []
-    iterator: Iterable[int] = indices
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(indices, desc="APe", unit="img")
-    for i in iterator:
-        sample = dataset[i]
-        image_id = sample["image_id"]
-        chosen.append(image_id)
-        result = segment(sample["image"])
-        for mask, score in zip(result.masks, result.scores):
-            preds.append({"image_id": image_id, "segmentation": _rle(mask), "score": float(score)})
-    keep = set(chosen)
     subset = {**gt_all, "images": [im for im in gt_all["images"] if str(im["id"]) in keep],
               "annotations": [a for a in gt_all["annotations"] if str(a["image_id"]) in keep]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +126,71 @@ def entity_ap(dataset: Any, segment: Callable[[np.ndarray], Any], indices: Itera
         return EntityEvaluator(EntityEvaluator.Config(variants=variants)).score(str(gt_file), str(pred_file))
 
 
+def entity_ap(dataset: Any, segment: Callable[[np.ndarray], Any], indices: Iterable[int],
+              variants: str = "H,L", progress: bool = False) -> dict[str, float]:
+    """APe of ``segment`` (image → EntityMasks) on the given images of an EntitySeg-style dataset,
+    scored by the ``entity`` evaluator (class-agnostic COCO AP; keys APe, AP50, …, and *_L)."""
+    from esgkit.core.types import encode_rle
+
+    indices = list(indices)
+    iterator: Iterable[int] = indices
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(indices, desc="APe", unit="img")
+    chosen: list[str] = []
+    preds: list[dict[str, Any]] = []
+    for i in iterator:
+        image_id = dataset.image_ids[i]
+        image = load_image(dataset.image_dir / dataset.index.images[image_id]["file_name"])
+        chosen.append(image_id)
+        result = segment(image)
+        for mask, score in zip(result.masks, result.scores):
+            preds.append({"image_id": image_id, "segmentation": encode_rle(mask), "score": float(score)})
+    return score_entity_predictions(dataset.index.path, chosen, preds, variants)
+
+
 # --------------------------------------------------------------------------- interim entry point
+
+
+def train_segmenter(config: Any, data_dir: str | Path, out_dir: str | Path, resume: bool = False,
+                    progress: bool = True) -> dict[str, Any]:
+    """Train the config's segmenter with the generic Trainer; on rank 0 copy the final weights to
+    ``OUT/<segmenter>.safetensors`` (what ``segmenter.checkpoint`` takes) and draw ``OUT/loss.png``."""
+    import shutil
+
+    from esgkit.training.checkpoint import latest_checkpoint
+    from esgkit.training.metrics import plot_metrics
+    from esgkit.training.trainer import Trainer
+
+    task = make_task(config, data_dir)
+    trainer = Trainer(task, task.train_config, out_dir, resume=resume, progress=progress)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        out = Path(out_dir)
+        final = latest_checkpoint(out)
+        if final is not None:
+            weights = out / f"{task.name}.safetensors"
+            shutil.copyfile(final / "model.safetensors", weights)
+            summary["weights"] = str(weights)
+        plot_metrics(out / "metrics.jsonl", out / "loss.png", keys=task.loss_keys)
+    return summary
+
+
+def cmd_train_segmenter(config: Any, args: argparse.Namespace) -> int:
+    """``esgkit train`` for a segmenter config (args: data, out, resume, no_progress)."""
+    import math
+
+    summary = train_segmenter(config, args.data, args.out, resume=args.resume,
+                              progress=not getattr(args, "no_progress", False))
+    if "weights" in summary:
+        print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s ({summary['steps_per_s']:.2f} steps/s); "
+              f"step {summary['step']}, last loss {summary['last'].get('loss', math.nan):.4f}")
+        print(f"wrote {summary['weights']}, {Path(args.out) / 'metrics.jsonl'}, {Path(args.out) / 'loss.png'}")
+    return 0
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -153,27 +199,18 @@ def train_main(argv: list[str] | None = None) -> int:
                                      description="Train a segmenter (cropformer, mask2former, sam) with esgkit's Trainer.")
     parser.add_argument("config", help="pipeline config with a train: section (e.g. cropformer_tiny)")
     parser.add_argument("--data", required=True, help="ShapesWorld-format data folder")
-    parser.add_argument("--out", required=True, help="run folder (checkpoints/, metrics.jsonl)")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints/, metrics.jsonl, <segmenter>.safetensors)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. train.steps=200)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         from esgkit.core.config import load_config
-        from esgkit.training.trainer import Trainer
 
-        config = load_config(args.config, args.overrides)
-        task = make_task(config, args.data)
-        trainer = Trainer(task, task.train_config, args.out, resume=args.resume)
-        try:
-            summary = trainer.fit()
-        finally:
-            trainer.close()
+        return cmd_train_segmenter(load_config(args.config, args.overrides), args)
     except EsgkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "last"}, default=str))
-    print(f"weights: {Path(args.out) / 'checkpoints'} (model.safetensors of the last step)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -129,9 +129,27 @@ def test_config_show_resolves_overrides(cli):
 
 
 def test_demo_writes_overlay(cli, tmp_path):
+    """The main job: the shipped GELLA describes a ShapesWorld scene and grounds the nouns; then a
+    user caption."""
     res = cli("demo", "--out", str(tmp_path / "demo"))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "demo" / "overlay.png").is_file()
+    assert "GELLA's description:" in res.stdout
+    data = json.loads((tmp_path / "demo" / "grounding.json").read_text())
+    assert len(data["entities"]) > 5 and data["image_size"] == [512, 512]
+    if data["phrases"]:  # the printed table lists each grounded noun
+        assert "entities" in res.stdout and all(p["text"] in res.stdout for p in data["phrases"])
+    else:
+        assert "no nouns found in GELLA's description" in res.stdout
+
+    caption = "There is a red circle on the grass below the sky."
+    res = cli("demo", "--out", str(tmp_path / "cap"), "--caption", caption)
+    assert res.returncode == 0, res.stderr
+    data = json.loads((tmp_path / "cap" / "grounding.json").read_text())
+    assert data["caption"] == caption
+    assert all(p["text"].lower() in caption.lower() for p in data["phrases"])  # nouns come from the caption
+
+    # a caption without nouns: tests/pipelines/test_gella_shipped.py
     _ = save_image  # noqa
 
 

@@ -24,7 +24,7 @@ threshold's logit in any view are skipped (they cannot paint a pixel).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +50,15 @@ class FusedMasks:
         present = np.unique(self.labels)
         present = present[present >= 0]
         return present[np.argsort(-self.scores[present], kind="stable")]
+
+    def iter_masks(self) -> Iterator[tuple[int, np.ndarray, float]]:
+        """(query, bool (H, W) mask, score) of each kept query, highest score first, one mask in
+        memory at a time (the bounded-memory way to write RLEs of a huge image). The mask array is
+        reused from one entity to the next: copy it to keep it."""
+        mask = np.empty(self.labels.shape, bool)
+        for q in self.kept():
+            np.equal(self.labels, q, out=mask)
+            yield int(q), mask, float(self.scores[q])
 
     def to_entity_masks(self) -> EntityMasks:
         """One bool mask per kept query (N, H, W), ids = query indices. N·H·W bytes."""

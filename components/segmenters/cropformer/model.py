@@ -212,7 +212,10 @@ class CropFormerModel(nn.Module):
         return outputs, queries
 
     # ------------------------------------------------------------------ forward
-    def forward(self, views: Tensor) -> dict[str, list[dict[str, Tensor]]]:
+    def forward(self, views: Tensor, view_ids: Tensor | None = None) -> dict[str, list[dict[str, Tensor]]]:
+        """``view_ids`` (B, T) int: the index each view's 3D positional encoding uses (default 0..T−1).
+        CropFormer passes 0 for the full view and 1 + the crop's corner (TL 1, TR 2, BL 3, BR 4), so a
+        training sample with one random crop sees the same encodings as the four crops at test."""
         b, t = views.shape[:2]
         q, dim = self.config.num_queries, self.config.hidden_dim
         feats = self.backbone(views.flatten(0, 1))
@@ -237,9 +240,11 @@ class CropFormerModel(nn.Module):
 
         # View association: batch queries from the full view's final queries.
         view_queries = view_queries.view(q, b, t, dim)
-        view_index = sine_encoding(torch.arange(t, device=views.device), dim)  # (T, C)
+        if view_ids is None:
+            view_ids = torch.arange(t, device=views.device).expand(b, t)
+        view_index = sine_encoding(view_ids.reshape(-1), dim).view(b, t, dim)  # (B, T, C)
         all_queries = view_queries.permute(2, 0, 1, 3).reshape(t * q, b, dim)
-        all_pos = (self.query_pos.weight[None, :, None] + view_index[:, None, None]).expand(t, q, b, dim)
+        all_pos = self.query_pos.weight[None, :, None] + view_index.transpose(0, 1)[:, None]  # (T, Q, B, C)
         batch_pos = self.query_pos.weight[:, None].repeat(1, b, 1)
         batch_queries = self.association(view_queries[:, :, 0], batch_pos, all_queries, all_pos.reshape(t * q, b, dim))
 
@@ -249,7 +254,7 @@ class CropFormerModel(nn.Module):
             return x.view(hw, b, t, dim).permute(2, 0, 1, 3).reshape(t * hw, b, dim)
 
         batch_memory = [over_views(m) for m in memory]
-        batch_pos_3d = [over_views(p + view_index.repeat(b, 1)[None]) for p in pos]
+        batch_pos_3d = [over_views(p + view_index.reshape(b * t, dim)[None]) for p in pos]
         batch_features = mask_features.view(b, t, *mask_features.shape[1:])
         batch_out, _ = self._decode(batch_queries, batch_pos, batch_memory, batch_pos_3d, batch_features, sizes)
         result["batch"] = batch_out

@@ -7,7 +7,6 @@ the paper's baseline. With ``short_side: 0`` either runs at the original resolut
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -17,9 +16,10 @@ from torch import Tensor, nn
 
 from esgkit.core import EntityMasks, Segmenter
 from esgkit.core.errors import CheckpointError, InputError
+from esgkit.components.segmenters import weights_path
 
 from .crops import CROP_RATIO, STRIDE_RATIO, Region, cut_views, sample_training_regions, view_regions
-from .fusion import fuse_views
+from .fusion import FusedMasks, fuse_views
 from .model import CropFormerModel, CropFormerModelConfig
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # ImageNet, 0..255
@@ -49,7 +49,7 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    file = Path(path)
+    file = weights_path(path)  # as given, or shipped in the package (pipelines/weights/...)
     if not file.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file (give a local .safetensors path)")
     try:
@@ -186,17 +186,23 @@ class CropFormerSegmenter(nn.Module, Segmenter):
         scores = logits.softmax(-1)[:, 0]
         return masks, scores, regions, size, tuple(views.shape[-2:])
 
-    def segment(self, image: np.ndarray, annotation: EntityMasks | None = None,
-                image_id: str | None = None) -> EntityMasks:
+    def fuse(self, image: np.ndarray) -> FusedMasks:
+        """The non-overlapping result as a label map + scores (``FusedMasks``): 4 bytes per pixel
+        whatever the number of entities. For very large images prefer this to ``segment``, whose
+        dense EntityMasks take N·H·W bytes (100 entities at 8192² = 6.7 GB), and walk the entities
+        one at a time with ``FusedMasks.iter_masks()``."""
         was_training = self.training
         self.eval()
         try:
             masks, scores, regions, size, padded = self.predict(np.asarray(image))
         finally:
             self.train(was_training)
-        fused = fuse_views(masks, scores, regions, size, image.shape[:2], padded_size=padded,
-                           threshold=self.config.threshold, chunk_queries=self.config.chunk_queries)
-        return fused.to_entity_masks()
+        return fuse_views(masks, scores, regions, size, image.shape[:2], padded_size=padded,
+                          threshold=self.config.threshold, chunk_queries=self.config.chunk_queries)
+
+    def segment(self, image: np.ndarray, annotation: EntityMasks | None = None,
+                image_id: str | None = None) -> EntityMasks:
+        return self.fuse(image).to_entity_masks()
 
 
 class Mask2FormerSegmenter(CropFormerSegmenter):

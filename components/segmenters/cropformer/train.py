@@ -13,7 +13,10 @@ in all views against an entity's masks in all views, all-zero where it is absent
 ``image_class``, ``image_mask``, ``image_dice`` (already × image_level_weight) and ``batch_*``.
 
 Data: a training sample is the full view plus **one** corner crop drawn at random (CropFormer), or
-the full view only (Mask2Former), with a random horizontal flip shared by both views. Each image's
+the full view only (Mask2Former), with a random horizontal flip shared by both views. The crop keeps
+its test-time view index (1 + its corner: TL 1, TR 2, BL 3, BR 4; a flipped crop becomes the mirrored
+corner) for the batch level's 3D positional encoding, so training sees every encoding the four crops
+get at test instead of only index 1. Each image's
 views and per-view targets are prepared once (all four crops, resized to the network input with the
 segmenter's own preprocessing) and kept in memory as uint8, so a 2048² image costs a few hundred KB;
 the crop and the flip are drawn in ``collate`` from torch's RNG, which the trainer checkpoints, so
@@ -27,16 +30,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from esgkit.core.config import to_container
 from esgkit.training.criterion import SetCriterion, SetCriterionConfig
 from esgkit.training.trainer import TrainingTask
 
 from ..training import entity_ap, open_entity_split, segmenter_parts, split_train_section
-from .crops import cut_views, view_regions
+from .crops import cut_views
 from .segmenter import SIZE_DIVISIBILITY, CropFormerSegmenter, resized_input_size
 
 
@@ -91,11 +94,16 @@ class EntityViews(Sequence[dict[str, Any]]):
         for n0 in range(0, len(masks), 8):  # a few entities at a time: float copies of 2048² masks are big
             cut = cut_views(masks[n0 : n0 + 8], regions, size, mode="nearest")  # (T, n, h, w)
             targets[n0 : n0 + 8] = cut.transpose(0, 1) > 0.5
-        return {"views": views, "targets": targets}
+        # the view each view becomes in the mirrored image (a flipped top-left crop is the top-right one)
+        mirror = [next(j for j, m in enumerate(regions) if (m.x0, m.y0, m.x1, m.y1) == (width - r.x1, r.y0, width - r.x0, r.y1))
+                  for r in regions]
+        return {"views": views, "targets": targets, "mirror": torch.tensor(mirror)}
 
 
 class CropFormerTask(TrainingTask):
     """Trains the ``cropformer`` or ``mask2former`` segmenter of a config (see module docstring)."""
+
+    loss_keys = ("loss", "image_class", "image_mask", "image_dice", "batch_class", "batch_mask", "batch_dice")
 
     def __init__(self, config: Any, data_dir: str | Path) -> None:
         self.pipeline_config = config
@@ -104,8 +112,6 @@ class CropFormerTask(TrainingTask):
         if not issubclass(self.segmenter_cls, CropFormerSegmenter):
             raise TypeError(f"segmenter {self.name!r} is not a CropFormer/Mask2Former segmenter")
         section = config.get("train") if hasattr(config, "get") else None
-        from esgkit.core.config import to_container
-
         self.train_config, self.task_config = split_train_section(to_container(section) if section else {},
                                                                   CropFormerTrainConfig)
         c = self.task_config
@@ -127,27 +133,27 @@ class CropFormerTask(TrainingTask):
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         """Pick the training views (full + one random crop), flip, normalise, pad to a multiple of 32."""
         seg = self._template
-        views, targets = [], []
+        views, targets, view_ids = [], [], []
         for s in samples:
             v, t = s["views"], s["targets"]
-            if seg.uses_crops:
-                pick = 1 + int(torch.randint(v.shape[0] - 1, (1,)))
-                v, t = v[[0, pick]], t[:, [0, pick]]
-            else:
-                v, t = v[:1], t[:, :1]
+            ids = [0, 1 + int(torch.randint(v.shape[0] - 1, (1,)))] if seg.uses_crops else [0]
+            v, t = v[ids], t[:, ids]
             if self.task_config.flip and bool(torch.rand(()) < 0.5):
                 v, t = v.flip(-1), t.flip(-1)
+                ids = [int(s["mirror"][i]) for i in ids]  # the flipped crop is the mirrored corner's view
             views.append(v)
             targets.append(t)
+            view_ids.append(ids)
         h, w = views[0].shape[-2:]
         if any(v.shape[-2:] != (h, w) for v in views):
             raise ValueError("images of a batch must share their input size; use batch_size 1 for mixed sizes")
         pad = (0, -w % SIZE_DIVISIBILITY, 0, -h % SIZE_DIVISIBILITY)
         batch = (torch.stack(views).float() - seg.pixel_mean[None]) / seg.pixel_std[None]
-        return {"views": F.pad(batch, pad), "targets": [F.pad(t, pad) for t in targets]}
+        return {"views": F.pad(batch, pad), "targets": [F.pad(t, pad) for t in targets],
+                "view_ids": torch.tensor(view_ids)}
 
     def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        out = model.model(batch["views"])
+        out = model.model(batch["views"], batch["view_ids"])
         targets: list[Tensor] = batch["targets"]
         image_weight = self.task_config.image_level_weight if model.batch_level else 1.0
         terms: dict[str, Tensor] = {}
@@ -167,8 +173,6 @@ class CropFormerTask(TrainingTask):
         return terms
 
     def config_dict(self) -> dict[str, Any]:
-        from esgkit.core.config import to_container
-
         return {"pipeline": to_container(self.pipeline_config), "task": asdict(self.task_config)}
 
     def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:

@@ -120,3 +120,14 @@ def test_nothing_above_threshold_gives_no_entities():
     fused = fuse_views(logits, torch.rand(4), view_regions(30, 30), (32, 32), (30, 30))
     assert (fused.labels == -1).all()
     assert len(fused.to_entity_masks()) == 0
+
+
+def test_iter_masks_yields_the_entity_masks_one_at_a_time():
+    torch.manual_seed(2)
+    size = (37, 53)
+    fused = fuse_views(torch.randn(5, 6, 10, 14) * 3, torch.rand(6), view_regions(*size), (40, 56), size)
+    dense = fused.to_entity_masks()
+    walked = [(q, mask.copy(), score) for q, mask, score in fused.iter_masks()]
+    assert len(dense) > 1 and [q for q, _, _ in walked] == dense.ids.tolist()
+    for (_, mask, score), expected, expected_score in zip(walked, dense.masks, dense.scores):
+        assert np.array_equal(mask, expected) and score == pytest.approx(float(expected_score))

@@ -100,6 +100,8 @@ def test_presets():
     assert (gen2.pred_iou_thresh, gen2.stability_score_thresh, gen2.crop_n_layers,
             gen2.crop_n_points_downscale_factor, gen2.min_mask_region_area) == (0.86, 0.92, 1, 2, 100)
     assert len(gen2.point_grids[0]) == 32 ** 2 and len(gen2.point_grids[1]) == 16 ** 2
+    tuned = build(preset="sam2", pred_iou_thresh=0.5, stability_score_thresh=0.6).generator_options()
+    assert (tuned["pred_iou_thresh"], tuned["stability_score_thresh"], tuned["crop_n_layers"]) == (0.5, 0.6, 1)
     with pytest.raises(ConfigError, match="preset"):
         build(preset="sam3")
     with pytest.raises(ConfigError, match="model_type"):

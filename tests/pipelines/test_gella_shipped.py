@@ -1,0 +1,46 @@
+"""The shipped gella_tiny model: small, loads strictly, and `esgkit eval` reproduces the model
+card's numbers (docs/models/gella_tiny.md) on the first images of the same val split."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import esgkit.pipelines
+from esgkit.core import build_pipeline
+from esgkit.datasets.shapesworld import generate
+
+WEIGHTS = Path(esgkit.pipelines.__file__).resolve().parent / "weights" / "gella_tiny"
+
+
+def test_shipped_checkpoint_is_small_safetensors_and_loads():
+    path = WEIGHTS / "gella_tiny.safetensors"
+    assert path.stat().st_size <= 20 * 2**20
+    pipeline = build_pipeline("gella_tiny_trained")  # a missing or unexpected key would raise
+    assert pipeline.config.checkpoint.endswith("gella_tiny.safetensors")
+
+
+def test_eval_reproduces_the_model_card_on_a_subset(tmp_path):
+    from esgkit.core.cli import main
+
+    card = json.loads((WEIGHTS / "eval.json").read_text())
+    subset, data = card["subset"], card["val_data"]
+    root = generate(tmp_path / "sw", images=subset["images"], seed=data["seed"], size=data["size"], split="val")
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "gella_tiny_trained", "--data", str(root), "--out", str(out),
+                 "--max-images", str(subset["images"])]) == 0
+    got = json.loads(out.read_text())["metrics"]
+    for key, want in subset["metrics"].items():
+        if want is None:
+            assert got[key] is None, key
+        else:
+            assert got[key] == pytest.approx(want, abs=1e-6), key
+
+
+def test_demo_with_a_caption_without_nouns(tmp_path, capsys):
+    from esgkit.core.cli import main
+
+    assert main(["demo", "--out", str(tmp_path), "--caption", "...", "--size", "256x256"]) == 0
+    assert "no nouns found in the caption" in capsys.readouterr().out
+    assert json.loads((tmp_path / "grounding.json").read_text())["phrases"] == []
+    assert (tmp_path / "overlay.png").is_file()
