@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from esgkit.core.errors import CompatibilityError, ConfigError, InputError
+from esgkit.training.data import PreparedSplit
 from esgkit.training.trainer import TrainingTask
 
 SUBTASKS = ("description", "nouns", "grounding", "res")
@@ -99,25 +100,17 @@ def open_split(data_dir: str | Path, split: str) -> Any:
     return ShapesWorldDataset(ShapesWorldDataset.Config(root=str(data_dir), split=split))
 
 
-class GellaSamples(Sequence[dict[str, Any]]):
+class GellaSamples(PreparedSplit):
     """ShapesWorld samples prepared for GELLA: CLIP pixels, entity masks, stride-4 targets, phrases
     with their entity indices, the description and the referring expressions. Prepared once per
     image and kept in memory (the split is small; resizing is the costly part)."""
 
     def __init__(self, pipeline: Any, data_dir: str | Path, split: str, max_images: int = 0) -> None:
         self.pipeline = pipeline
-        self.dataset = open_split(data_dir, split)
-        n = len(self.dataset)
-        self.length = min(n, max_images) if max_images > 0 else n
-        self.cache: dict[int, dict[str, Any]] = {}
+        super().__init__(open_split(data_dir, split), max_images)
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if index not in self.cache:
-            self.cache[index] = prepare_sample(self.pipeline, self.dataset[index])
-        return self.cache[index]
+    def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return prepare_sample(self.pipeline, sample)
 
 
 def target_grid(pipeline: Any) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 import esgkit  # noqa: F401  (import hook: makes torchvision importable before segment_anything)
 from esgkit.core.errors import ConfigError
+from esgkit.training.data import PreparedSplit
 from esgkit.training.trainer import TrainingTask
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -88,27 +89,14 @@ def mask_iou(logits: Tensor, targets: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
-class PromptSamples(Sequence[dict[str, Any]]):
+class PromptSamples(PreparedSplit):
     """An EntitySeg-style split prepared for SAM: the normalised, padded input (3, S, S) and the
     entity masks at that size, bool (N, S, S), of every image. Prepared on first use and cached."""
 
     def __init__(self, img_size: int, data_dir: str | Path, split: str, max_images: int = 0) -> None:
         self.img_size = img_size
         self.transform = ResizeLongestSide(img_size)
-        self.dataset = open_entity_split(data_dir, split)
-        n = len(self.dataset)
-        self.length = min(n, max_images) if max_images > 0 else n
-        self.cache: dict[int, dict[str, Any]] = {}
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if index < 0 or index >= self.length:
-            raise IndexError(index)
-        if index not in self.cache:
-            self.cache[index] = self.prepare(self.dataset[index])
-        return self.cache[index]
+        super().__init__(open_entity_split(data_dir, split), max_images)
 
     def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
         s = self.img_size

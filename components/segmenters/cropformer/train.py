@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from esgkit.core.config import to_container
 from esgkit.training.criterion import SetCriterion, SetCriterionConfig
+from esgkit.training.data import PreparedSplit
 from esgkit.training.trainer import TrainingTask
 
 from ..training import entity_ap, open_entity_split, segmenter_parts, split_train_section
@@ -60,27 +61,14 @@ class CropFormerTrainConfig:
     val_images: int = 8
 
 
-class EntityViews(Sequence[dict[str, Any]]):
+class EntityViews(PreparedSplit):
     """An EntitySeg-style split prepared for the network: per image every view (full + the four crops,
     or full only) resized to the input size, as uint8 (T, 3, h, w), and the entity masks cut the same
     way, bool (N, T, h, w). Prepared on first use and cached."""
 
     def __init__(self, segmenter: CropFormerSegmenter, data_dir: str | Path, split: str, max_images: int = 0) -> None:
         self.segmenter = segmenter
-        self.dataset = open_entity_split(data_dir, split)
-        n = len(self.dataset)
-        self.length = min(n, max_images) if max_images > 0 else n
-        self.cache: dict[int, dict[str, Any]] = {}
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if index < 0 or index >= self.length:
-            raise IndexError(index)
-        if index not in self.cache:
-            self.cache[index] = self.prepare(self.dataset[index])
-        return self.cache[index]
+        super().__init__(open_entity_split(data_dir, split), max_images)
 
     def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
         seg = self.segmenter
