@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 import esgkit  # noqa: F401  (import hook: makes torchvision importable before segment_anything)
+from esgkit.core.checkpoints import key_names, state_mismatch
 from esgkit.core import EntityMasks, Segmenter
 from esgkit.core.errors import CheckpointError, ConfigError, InputError
 from esgkit.components.segmenters import weights_path
@@ -108,33 +109,19 @@ def load_sam_checkpoint(sam: Sam, path: str, model_type: str) -> None:
     """Load an official-format SAM state dict into ``sam``; CheckpointError names what does not fit."""
     state = _read_state_dict(path)
     expected = sam.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if not (missing or unexpected or wrong):
+    parts = state_mismatch(state, expected, limit=5)
+    if not parts:
         sam.load_state_dict(state)
         return
-
-    def names(keys: list[str]) -> str:
-        return ", ".join(keys[:5]) + (f" … ({len(keys)} in all)" if len(keys) > 5 else "")
-
     hint = ""
     patch = state.get("image_encoder.patch_embed.proj.weight")
     if patch is not None and _ENCODER_WIDTH.get(int(patch.shape[0]), model_type) != model_type:
         hint = f" It looks like a {_ENCODER_WIDTH[int(patch.shape[0])]} checkpoint: set segmenter.model_type accordingly."
     if not any(k.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.")) for k in state):
         raise CheckpointError(
-            f"{path} is not a SAM checkpoint: expected keys like {names(sorted(expected))}; "
-            f"found keys {names(sorted(state))}"
+            f"{path} is not a SAM checkpoint: expected keys like {key_names(sorted(expected), 5)}; "
+            f"found keys {key_names(sorted(state), 5)}"
         )
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {names(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys: {names(unexpected)}")
-    if wrong:
-        parts.append("shape mismatch: " + ", ".join(
-            f"{k} found {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:3]))
     raise CheckpointError(f"SAM checkpoint {path} does not fit model_type {model_type!r} (" + "; ".join(parts) + ")." + hint)
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from esgkit.core.checkpoints import state_mismatch
 from esgkit.core import EntityMasks, Segmenter
 from esgkit.core.errors import CheckpointError, InputError
 from esgkit.components.segmenters import weights_path
@@ -58,22 +59,8 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
         raise CheckpointError(f"checkpoint {path}: not a safetensors file ({exc})") from exc
     if state and all(k.startswith("model.") for k in state):
         state = {k[len("model."):]: v for k, v in state.items()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        def names(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" … ({len(keys)} in all)" if len(keys) > 8 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {names(unexpected)}")
-        if wrong:
-            parts.append("shape mismatch: " + ", ".join(
-                f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong[:8]))
+    parts = state_mismatch(state, model.state_dict())
+    if parts:
         raise CheckpointError(
             f"checkpoint {path} does not fit {type(model).__name__} built from this config ("
             + "; ".join(parts) + "); check that the config (backbone, hidden_dim, num_queries, "

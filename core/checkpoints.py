@@ -1,0 +1,29 @@
+"""Describing why a state dict does not fit a model, in one wording for every component."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def key_names(keys: list[str], limit: int = 8) -> str:
+    """``a, b, c … (N in all)``: the first ``limit`` keys of a sorted list."""
+    return ", ".join(keys[:limit]) + (f" … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def state_mismatch(state: Mapping[str, Any], expected: Mapping[str, Any], limit: int = 8) -> list[str]:
+    """The parts of a CheckpointError message for a state dict that does not fit ``expected`` (a
+    model's ``state_dict()``): ``missing keys: …``, ``unexpected keys: …``, ``shape mismatch: k found
+    (…), expected (…)``. Empty when every key is there with the right shape."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {key_names(missing, limit)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {key_names(unexpected, limit)}")
+    if wrong:
+        parts.append("shape mismatch: " + ", ".join(
+            f"{k} found {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:limit]))
+    return parts
