@@ -28,7 +28,41 @@ def resize_pad(image: torch.Tensor, size: int, mode: str = "bilinear") -> tuple[
     return F.pad(resized, (0, size - nw, 0, size - nh)), (nh, nw)
 
 
-class ClipVisionEncoder(nn.Module, VisionEncoder):
+class ClipGridEncoder(nn.Module, VisionEncoder):
+    """What every CLIP-style tower here shares: the patch-grid geometry and the paper's input
+    preprocessing. Subclasses call ``_set_geometry`` once their tower is built."""
+
+    def _set_geometry(self, image_size: int, patch_size: int, width: int) -> None:
+        self._size = int(image_size)
+        self._grid = (self._size // int(patch_size),) * 2
+        self._dim = int(width)
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(3, 1, 1), persistent=False)
+
+    @property
+    def embed_dim(self) -> int:
+        return self._dim
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self._grid
+
+    @property
+    def image_size(self) -> int:
+        return self._size
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) → normalised float (3, S, S): resize keeping aspect (both sides ≤ S), black
+        padding at the bottom/right (zeros before normalisation), then CLIP mean/std."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"{type(self).__name__} needs an RGB image (H, W, 3); got shape {image.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        x, _ = resize_pad(x, self._size)
+        return (x - self.mean) / self.std
+
+
+class ClipVisionEncoder(ClipGridEncoder):
     """open_clip ViT vision tower → last-layer patch tokens (tiny by default; arch=ViT-L-14-336 for the paper)."""
 
     @dataclass
@@ -70,11 +104,7 @@ class ClipVisionEncoder(nn.Module, VisionEncoder):
         # Only the patch tokens are used: drop the pooled-output projection, so that every parameter
         # left is trained (its checkpoint key, visual.proj, is skipped on loading).
         self.visual.proj = None
-        self._size = int(vision_cfg["image_size"])
-        self._grid = (self._size // int(vision_cfg["patch_size"]),) * 2
-        self._dim = int(vision_cfg["width"])
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(3, 1, 1), persistent=False)
+        self._set_geometry(vision_cfg["image_size"], vision_cfg["patch_size"], vision_cfg["width"])
         if config.checkpoint:
             self.load_checkpoint(config.checkpoint)
 
@@ -86,28 +116,6 @@ class ClipVisionEncoder(nn.Module, VisionEncoder):
         keys = read_state_dict(path).keys()
         prefix = "visual." if any(k.startswith("visual.") for k in keys) else ""
         load_weights(self.visual, path, what="clip vision encoder", prefix=prefix, skip=("proj",))
-
-    @property
-    def embed_dim(self) -> int:
-        return self._dim
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        return self._grid
-
-    @property
-    def image_size(self) -> int:
-        return self._size
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, 3) → normalised float (3, S, S): resize keeping aspect (both sides ≤ S), black
-        padding at the bottom/right (zeros before normalisation), then CLIP mean/std."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise InputError(f"the CLIP encoder needs an RGB image (H, W, 3); got shape {image.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        x, _ = resize_pad(x, self._size)
-        return (x - self.mean) / self.std
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → Z_v (B, h·w, C): the last layer's patch tokens (after ln_post, before the projection)."""

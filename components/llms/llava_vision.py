@@ -9,17 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn as nn
 
-from esgkit.core import VisionEncoder
-from esgkit.core.errors import CheckpointError, ConfigError, InputError
+from esgkit.components.encoders.clip import ClipGridEncoder
+from esgkit.core.errors import CheckpointError, ConfigError
 
 from . import checkpoint as ckpt
 
 
-class LlavaClipVisionEncoder(nn.Module, VisionEncoder):
+class LlavaClipVisionEncoder(ClipGridEncoder):
     """The CLIP vision tower of a LLaVA directory → Z_v as LLaVA's projector expects it (tiny by default).
 
     Z_v = the hidden states of layer ``feature_layer`` (LLaVA-1.5: -2, the penultimate layer) with
@@ -69,13 +67,7 @@ class LlavaClipVisionEncoder(nn.Module, VisionEncoder):
             layer.requires_grad_(False)
         body.post_layernorm.requires_grad_(False)
         processor = vision_config.to_dict()
-        self._size = int(processor["image_size"])
-        self._grid = (self._size // int(processor["patch_size"]),) * 2
-        self._dim = int(processor["hidden_size"])
-        from esgkit.components.encoders.clip import CLIP_MEAN, CLIP_STD
-
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(3, 1, 1), persistent=False)
+        self._set_geometry(processor["image_size"], processor["patch_size"], processor["hidden_size"])
 
     def _read_checkpoint(self, directory: Path) -> tuple[Any, dict[str, torch.Tensor]]:
         from transformers import LlavaConfig
@@ -96,29 +88,6 @@ class LlavaClipVisionEncoder(nn.Module, VisionEncoder):
         if not state:
             raise CheckpointError(f"{directory}: no vision tower weights (model.vision_tower.*) in this LLaVA checkpoint")
         return llava.vision_config, state
-
-    @property
-    def embed_dim(self) -> int:
-        return self._dim
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        return self._grid
-
-    @property
-    def image_size(self) -> int:
-        return self._size
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, 3) → (3, S, S): aspect-preserving resize (both sides ≤ S), zero padding, CLIP mean/std."""
-        from esgkit.components.encoders.clip import resize_pad
-
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise InputError(f"the LLaVA CLIP encoder needs an RGB image (H, W, 3); got shape {image.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        x, _ = resize_pad(x, self._size)
-        return (x - self.mean) / self.std
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) → Z_v (B, h·w, C)."""
