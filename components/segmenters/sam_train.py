@@ -41,7 +41,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from .sam import SamSegmenter, build_sam
-from .training import entity_ap, open_entity_split, segmenter_parts, split_train_section
+from .training import open_entity_split, segmenter_parts, split_train_section, validation_ap
 
 PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)  # Sam's defaults
 PIXEL_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
@@ -199,9 +199,7 @@ class SamTask(TrainingTask):
                                         "points_per_side": c.val_points_per_side})
         segmenter = SamSegmenter(config)
         segmenter.sam = model
-        n = min(len(self._val), c.val_images) if c.val_images > 0 else len(self._val)
-        result = entity_ap(self._val, segmenter.segment, range(n))
-        return {k: v for k, v in result.items() if k in ("APe", "APe_L", "AP50")}
+        return validation_ap(self._val, segmenter.segment, c.val_images)
 
 
 def make_task(config: Any, data_dir: str | Path) -> SamTask:

@@ -126,6 +126,14 @@ def score_entity_predictions(gt_path: str | Path, image_ids: Iterable[str], pred
         return EntityEvaluator(EntityEvaluator.Config(variants=variants)).score(str(gt_file), str(pred_file))
 
 
+def validation_ap(dataset: Any, segment: Callable[[np.ndarray], Any], max_images: int) -> dict[str, float]:
+    """APe, APe_L and AP50 of ``segment`` on the first ``max_images`` images (all when ≤ 0): what a
+    segmenter training task logs at each evaluation."""
+    n = min(len(dataset), max_images) if max_images > 0 else len(dataset)
+    result = entity_ap(dataset, segment, range(n))
+    return {k: v for k, v in result.items() if k in ("APe", "APe_L", "AP50")}
+
+
 def entity_ap(dataset: Any, segment: Callable[[np.ndarray], Any], indices: Iterable[int],
               variants: str = "H,L", progress: bool = False) -> dict[str, float]:
     """APe of ``segment`` (image → EntityMasks) on the given images of an EntitySeg-style dataset,

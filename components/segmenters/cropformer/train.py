@@ -39,7 +39,7 @@ from esgkit.training.criterion import SetCriterion, SetCriterionConfig
 from esgkit.training.data import PreparedSplit
 from esgkit.training.trainer import TrainingTask
 
-from ..training import entity_ap, open_entity_split, segmenter_parts, split_train_section
+from ..training import open_entity_split, segmenter_parts, split_train_section, validation_ap
 from .crops import cut_views
 from .segmenter import SIZE_DIVISIBILITY, CropFormerSegmenter, resized_input_size
 
@@ -170,9 +170,7 @@ class CropFormerTask(TrainingTask):
             return None
         if self._val is None:
             self._val = open_entity_split(self.data_dir, c.val_split)
-        n = min(len(self._val), c.val_images) if c.val_images > 0 else len(self._val)
-        result = entity_ap(self._val, model.segment, range(n))
-        return {k: v for k, v in result.items() if k in ("APe", "APe_L", "AP50")}
+        return validation_ap(self._val, model.segment, c.val_images)
 
 
 def make_task(config: Any, data_dir: str | Path) -> CropFormerTask:
