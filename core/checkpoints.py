@@ -6,9 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def key_names(keys: list[str], limit: int = 8) -> str:
-    """``a, b, c … (N in all)``: the first ``limit`` keys of a sorted list."""
-    return ", ".join(keys[:limit]) + (f" … ({len(keys)} in all)" if len(keys) > limit else "")
+def key_names(keys: list[str], limit: int = 8, quote: bool = False) -> str:
+    """``a, b, c … (N in all)``: the first ``limit`` keys of a sorted list (``repr``-quoted if asked)."""
+    shown = [repr(k) if quote else k for k in keys[:limit]]
+    return ", ".join(shown) + (f" … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def key_parts(missing: list[str], unexpected: list[str], limit: int = 8, quote: bool = False) -> list[str]:
+    """``["missing keys: …", "unexpected keys: …"]`` (each only when non-empty), keys sorted."""
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {key_names(sorted(missing), limit, quote)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {key_names(sorted(unexpected), limit, quote)}")
+    return parts
 
 
 def state_mismatch(state: Mapping[str, Any], expected: Mapping[str, Any], limit: int = 8) -> list[str]:
@@ -18,11 +29,7 @@ def state_mismatch(state: Mapping[str, Any], expected: Mapping[str, Any], limit:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {key_names(missing, limit)}")
-    if unexpected:
-        parts.append(f"unexpected keys: {key_names(unexpected, limit)}")
+    parts = key_parts(missing, unexpected, limit)
     if wrong:
         parts.append("shape mismatch: " + ", ".join(
             f"{k} found {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in wrong[:limit]))

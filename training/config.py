@@ -43,6 +43,9 @@ class TrainConfig:
     lr_mult: dict[str, float] = field(default_factory=dict)  # pattern -> lr multiplier (backbone: 0.1)
     no_decay_1d: bool = True  # no weight decay on biases and norm weights (1-D parameters)
     loss_weights: dict[str, float] = field(default_factory=dict)  # loss name -> weight; missing = 1
+    time_budget_min: float = 0.0  # > 0: stop after this many minutes of training (checkpoint saved); the lr
+                                  # schedule then runs on max(step, time) progress so its decay ends in time
+                                  # at any speed. Such runs resume, but not bit-exactly (time is not replayable)
     checkpoint_every: int = 500  # steps; the last step is always saved
     keep_last: int = 3
     seed: int = 0
@@ -67,6 +70,8 @@ class TrainConfig:
                 raise ConfigError(f"must be > 0, got {value}", key=f"train.{key}")
         if self.epochs < 0 or self.steps <= 0 and self.epochs == 0:
             raise ConfigError("set steps > 0 or epochs > 0", key="train.steps")
+        if self.time_budget_min < 0:
+            raise ConfigError(f"must be >= 0, got {self.time_budget_min}", key="train.time_budget_min")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("warmup_steps, grad_clip and weight_decay must be >= 0", key="train")
         if list(self.milestones) != sorted(self.milestones):

@@ -73,13 +73,14 @@ class LRSchedule:
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
     poly_power: float = 0.9
+    time_fraction: float = 0.0  # share of train.time_budget_min used so far (set by the trainer)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             warm = self.warmup_factor + (1 - self.warmup_factor) * step / self.warmup_steps
         else:
             warm = 1.0
-        progress = min(max(step, 0) / max(self.total_steps, 1), 1.0)
+        progress = min(max(max(step, 0) / max(self.total_steps, 1), self.time_fraction), 1.0)
         if self.kind == "step":
             factor = self.gamma ** sum(1 for m in self.milestones if step >= m)
         elif self.kind == "cosine":

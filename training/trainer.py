@@ -238,9 +238,21 @@ class Trainer:
         window: dict[str, list[float]] = {}  # loss name -> [sum, count]; subtasks may differ per step
         window_steps, window_start, start_time = 0, time.perf_counter(), time.perf_counter()
         start_step, last = self.step, {}
+        schedule = self.scheduler.lr_lambdas[0]
+        budget = cfg.time_budget_min * 60.0
+        spent_before = schedule.time_fraction * budget  # restored from the checkpoint on resume
+        out_of_time = False
         iterator = iter(loader)
         try:
             while self.step < stop:
+                if budget > 0:
+                    fraction = self._synced((spent_before + time.perf_counter() - start_time) / budget)
+                    schedule.time_fraction = min(fraction, 1.0)
+                    if fraction >= 1.0:
+                        out_of_time = True
+                        if self.dist.is_main:
+                            tqdm.write(f"time budget of {cfg.time_budget_min:g} min reached at step {self.step}")
+                        break
                 batch = self.task.to_device(next(iterator), self.device)
                 terms = self._train_step(batch)
                 self.step += 1
@@ -265,13 +277,23 @@ class Trainer:
             raise
         finally:
             bar.close()
-        if self.step == self.total_steps or (cfg.eval_every and self.step % cfg.eval_every == 0):
+        if self.step == self.total_steps or out_of_time or (cfg.eval_every and self.step % cfg.eval_every == 0):
             self._evaluate(metrics_path)
         self.save()
         duration = time.perf_counter() - start_time
         steps = self.step - start_step
         return {"step": self.step, "steps": steps, "seconds": duration,
                 "steps_per_s": steps / duration if duration > 0 else math.nan, "last": last}
+
+    def _synced(self, value: float) -> float:
+        """``value`` as the largest over the processes, so every rank takes the same lr and stops together."""
+        if not self.dist.enabled:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
 
     def _train_step(self, batch: Any) -> dict[str, float]:
         cfg = self.config

@@ -33,14 +33,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def check_keys(missing: list[str], unexpected: list[str], what: str) -> None:
-    """Raise a CheckpointError listing missing and unexpected keys (the first ten of each)."""
-    if not missing and not unexpected:
+    """Raise a CheckpointError listing missing and unexpected keys (core.checkpoints wording)."""
+    from esgkit.core.checkpoints import key_parts
+
+    parts = key_parts(missing, unexpected, limit=10)
+    if not parts:
         return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s): {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s): {', '.join(unexpected[:10])}{' …' if len(unexpected) > 10 else ''}")
     raise CheckpointError(f"{what}: {'; '.join(parts)} — is it a checkpoint of this architecture/config?")
 
 

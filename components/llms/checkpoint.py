@@ -103,23 +103,14 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def _names(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(repr(k) for k in keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def check_keys(
     what: str, expected: set[str], found: set[str], optional: set[str] = frozenset(), unknown: list[str] = ()
 ) -> None:
     """Raise CheckpointError naming missing and unexpected keys (both lists in one message)."""
-    missing = sorted(expected - found - set(optional))
-    unexpected = sorted((found - expected) | set(unknown))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_names(unexpected)}")
+    from esgkit.core.checkpoints import key_parts
+
+    parts = key_parts(list(expected - found - set(optional)), list((found - expected) | set(unknown)), quote=True)
+    if parts:
         raise CheckpointError(
             f"{what} does not fit the model it configures ({'; '.join(parts)}); "
             "check that the checkpoint and its config.json belong together"

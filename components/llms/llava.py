@@ -21,7 +21,7 @@ from esgkit.core.errors import CheckpointError, CompatibilityError, ConfigError,
 
 from . import checkpoint as ckpt
 from .lora import add_lora, merged_state_dict
-from .phrases import clean_phrase, find_spans, format_answer
+from .phrases import CopyConstraint, clean_phrase, find_spans, format_answer
 from .tokenizer import IMAGE_TOKEN, SEG_TOKEN, add_gella_tokens, load_tiny_tokenizer
 
 SOURCES = ("tiny", "hf_dir", "gguf", "smollm2")
@@ -50,6 +50,21 @@ class LinearProjector(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear_1(features)
+
+
+SEG_READOUTS = ("hidden", "hidden+phrase")
+
+
+def phrase_means(hidden: torch.Tensor, is_seg: torch.Tensor, start: int) -> torch.Tensor:
+    """(T, D) states, (T,) bool <SEG> flags → (n_seg, D): for each <SEG>, the mean state of the tokens
+    between the previous <SEG> (or ``start``, where the answer begins) and it (zeros if none)."""
+    seg_at = torch.nonzero(is_seg).flatten().tolist()
+    rows, begin = [], start
+    for pos in seg_at:
+        span = hidden[begin:pos] if pos > begin else hidden[pos:pos][:0]
+        rows.append(span.mean(0) if span.shape[0] else hidden.new_zeros(hidden.shape[-1]))
+        begin = pos + 1
+    return torch.stack(rows) if rows else hidden.new_zeros((0, hidden.shape[-1]))
 
 
 def smollm2_gguf() -> Path:
@@ -138,6 +153,10 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         lora_rank: int = 0  # > 0: LoRA adapters of this rank on lora_targets; the LM's layers are frozen
         lora_alpha: float = 16.0
         lora_targets: str = "q_proj,v_proj"  # comma-separated names of the LM's linear layers
+        copy_constrained: bool = True  # nouns/res answers may only copy caption spans (CopyConstraint)
+        seg_readout: str = "hidden"  # hidden: E_vl = the last-layer state at <SEG> (the paper) | hidden+phrase:
+                                     # plus the mean last-layer state of the phrase's own tokens (the answer
+                                     # tokens since the previous <SEG>); helps small LMs trained from scratch
 
     def __init__(self, config: LlavaLlamaDecoder.Config) -> None:
         super().__init__()
@@ -178,6 +197,9 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
     # ------------------------------------------------------------------ building
     def _check_config(self) -> None:
         c = self.config
+        if c.seg_readout not in SEG_READOUTS:
+            raise ConfigError(f"unknown seg_readout {c.seg_readout!r}; one of {', '.join(SEG_READOUTS)}",
+                              key="language_decoder.seg_readout")
         if c.source not in SOURCES:
             raise ConfigError(f"unknown source {c.source!r}; one of {', '.join(SOURCES)}", key="language_decoder.source")
         if c.source in ("hf_dir", "gguf") and not c.path:
@@ -416,9 +438,9 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         if caption is None:
             caption = self.describe(z_v)
         prompt = self.prompt_ids(task, caption, z_v.shape[1])
-        answer = self.generate_ids(z_v, prompt)
+        answer = self.generate_ids(z_v, prompt, copy_from=caption if self.config.copy_constrained else None)
         ids = torch.tensor([prompt + answer], device=z_v.device)
-        hidden = self.forward(z_v, ids).hidden_states[0]
+        e_vl = self.forward(z_v, ids, answer_start=len(prompt)).seg_embeddings[0]
         seg_at = [i for i, t in enumerate(answer) if t == self.seg_token_id]
         chunks, start = [], 0
         for pos in seg_at:
@@ -427,11 +449,11 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         found = find_spans(caption, chunks)
         keep = [k for k, p in enumerate(found) if p is not None]
         phrases: tuple[NounPhrase, ...] = tuple(found[k] for k in keep)  # type: ignore[misc]
-        rows = torch.tensor([len(prompt) + seg_at[k] for k in keep], dtype=torch.long, device=hidden.device)
+        rows = torch.tensor(keep, dtype=torch.long, device=e_vl.device)
         return LanguageOutput(
             text=self.tokenizer.decode(answer, skip_special_tokens=False).strip(),
             phrases=phrases,
-            seg_embeddings=hidden.index_select(0, rows),
+            seg_embeddings=e_vl.index_select(0, rows),
             caption=Caption(caption, phrases),
         )
 
@@ -547,22 +569,37 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        answer_start: int | None = None,
     ) -> LanguageForward:
         """Teacher-forced pass: L_ans (token cross-entropy on the labels), hidden states and E_vl —
-        the last-layer hidden state at every ``<SEG>`` id in each row, in order."""
+        read at every ``<SEG>`` id in each row, in order (``seg_readout``). The answer starts at
+        the first labelled token, or at ``answer_start`` when there are no labels."""
         embeds = self.embed_inputs(z_v, input_ids)
         out = self.lm(
             inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, output_hidden_states=True, use_cache=False
         )
         hidden = out.hidden_states[-1]
         seg = input_ids == self.seg_token_id
-        return LanguageForward(out.loss, out.logits, hidden, [hidden[b][seg[b]] for b in range(hidden.shape[0])])
+        e_vl = [hidden[b][seg[b]] for b in range(hidden.shape[0])]
+        if self.config.seg_readout == "hidden+phrase":
+            if labels is not None:
+                starts = [int(torch.nonzero(row != IGNORE_INDEX)[0]) if bool((row != IGNORE_INDEX).any()) else row.numel()
+                          for row in labels]
+            elif answer_start is not None:
+                starts = [answer_start] * hidden.shape[0]
+            else:
+                raise InputError("seg_readout hidden+phrase needs labels or answer_start to find the phrases")
+            e_vl = [e + phrase_means(hidden[b], seg[b], starts[b]) for b, e in enumerate(e_vl)]
+        return LanguageForward(out.loss, out.logits, hidden, e_vl)
 
     @torch.no_grad()
-    def generate_ids(self, z_v: torch.Tensor, prompt: list[int]) -> list[int]:
-        """Greedy answer ids after ``prompt`` (without the EOS)."""
+    def generate_ids(self, z_v: torch.Tensor, prompt: list[int], copy_from: str | None = None) -> list[int]:
+        """Greedy answer ids after ``prompt`` (without the EOS). With ``copy_from`` (a caption) the
+        answer is copy-constrained (``phrases.CopyConstraint``)."""
         from transformers import GenerationConfig
 
+        if copy_from is not None:
+            return self._generate_copy(z_v, prompt, copy_from)
         tok = self.tokenizer
         ids = torch.tensor([prompt], device=z_v.device)
         embeds = self.embed_inputs(z_v, ids)
@@ -576,6 +613,38 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         out = self.lm.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), generation_config=generation)
         answer = out[0].tolist()
         return answer[: answer.index(eos)] if eos in answer else answer
+
+    def _generate_copy(self, z_v: torch.Tensor, prompt: list[int], caption: str, top_k: int = 64) -> list[int]:
+        """Greedy decoding that takes, at every step, the best of the ``top_k`` next tokens that keeps
+        the answer a list of caption spans; it stops at EOS, when no candidate fits, or after
+        enough tokens to copy the whole caption."""
+        tok = self.tokenizer
+        eos = tok.eos_token_id
+        banned = {self.image_token_id, tok.bos_token_id, tok.pad_token_id} - {None, eos}
+        constraint = CopyConstraint(caption)
+        limit = max(self.config.max_new_tokens, 4 * len(tok.encode(caption, add_special_tokens=False)) + 8)
+        ids = torch.tensor([prompt], device=z_v.device)
+        out = self.lm(inputs_embeds=self.embed_inputs(z_v, ids), use_cache=True)
+        answer: list[int] = []
+        for _ in range(limit):
+            choice = None
+            text = tok.decode(answer, skip_special_tokens=False)
+            for t in torch.topk(out.logits[0, -1], min(top_k, out.logits.shape[-1])).indices.tolist():
+                if t in banned:
+                    continue
+                if t == eos:
+                    if constraint.can_end(text):
+                        break
+                    continue
+                if constraint.allows(tok.decode([*answer, t], skip_special_tokens=False)):
+                    choice = t
+                    break
+            if choice is None:
+                break
+            answer.append(choice)
+            out = self.lm(input_ids=torch.tensor([[choice]], device=z_v.device), past_key_values=out.past_key_values,
+                          use_cache=True)
+        return answer
 
     @torch.no_grad()
     def describe(self, z_v: torch.Tensor) -> str:

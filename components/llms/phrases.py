@@ -82,3 +82,53 @@ def find_spans(caption: str, phrases: Sequence[str]) -> list[NounPhrase | None]:
         text = caption[match.start() : match.end()]
         out.append(NounPhrase(text, match.start(), match.end(), is_plural(text)))
     return out
+
+
+class CopyConstraint:
+    """Copy-constrained decoding for the caption tasks (noun extraction, referring expressions): the
+    answer may only list spans of the caption, in caption order, each followed by `` <SEG>`` and
+    separated by ``,`` — the answer format of ``format_answer``. ``allows(text)`` says whether the
+    decoded answer so far can still be completed into such an answer; the decoder takes its
+    highest-scoring token that keeps it so. Checked on text, so it works with any tokenizer."""
+
+    def __init__(self, caption: str) -> None:
+        self.caption = caption
+
+    def _find(self, phrase: str, cursor: int, prefix: bool) -> int | None:
+        """End of the first whole-word occurrence of ``phrase`` (a word-start prefix of one, when
+        ``prefix``) at or after ``cursor``; None when there is none."""
+        body = re.escape(phrase)
+        pattern = re.compile(r"(?<!\w)" + body + ("" if prefix else r"(?!\w)"))
+        match = pattern.search(self.caption, cursor)
+        return match.end() if match else None
+
+    def _completed(self, text: str) -> tuple[int, str] | None:
+        """(cursor after the completed phrases, the unfinished tail) or None when a completed phrase
+        is not a caption span after its predecessor."""
+        *done, tail = text.split(SEG_TOKEN)
+        cursor = 0
+        for k, part in enumerate(done):
+            if k and not part.startswith(","):
+                return None
+            phrase = part[1:].strip() if k else part.strip()
+            end = self._find(phrase, cursor, prefix=False) if phrase else None
+            if end is None:
+                return None
+            cursor = end
+        if done:
+            if tail and not tail.startswith(","):
+                return None
+            tail = tail[1:]
+        return cursor, tail
+
+    def allows(self, text: str) -> bool:
+        state = self._completed(text)
+        if state is None:
+            return False
+        cursor, tail = state
+        partial = tail.strip()
+        return not partial or self._find(partial, cursor, prefix=True) is not None
+
+    def can_end(self, text: str) -> bool:
+        """True when the answer so far is complete: no unfinished phrase after the last <SEG>."""
+        return not text.split(SEG_TOKEN)[-1].strip() and self._completed(text) is not None

@@ -240,3 +240,19 @@ def test_dataloader_workers_are_deterministic(tmp_path):
     for run in (a, b):
         Trainer(ToyTask(), cfg(steps=4, num_workers=2), run, progress=False).fit()
     assert [r["loss"] for r in rows(a)] == [r["loss"] for r in rows(b)]
+
+
+def test_time_budget_stops_in_time_and_finishes_the_decay(tmp_path, monkeypatch):
+    """train.time_budget_min: a run of 1000 steps on a (fake) clock that ticks 1 s per reading stops
+    once 12 s are spent, saves that step, and its cosine lr has decayed by the time fraction."""
+    clock = iter(range(10**6))
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: float(next(clock)))
+    run = tmp_path / "run"
+    summary = Trainer(ToyTask(), cfg(steps=1000, time_budget_min=0.2, warmup_steps=0, checkpoint_every=500),
+                      run, progress=False).fit()
+    assert 1 < summary["step"] < 20
+    assert load_checkpoint(run).step == summary["step"]
+    lrs = [r["lr"] for r in rows(run) if "lr" in r]
+    assert lrs[-1] < 0.5 * lrs[0]            # by steps alone (< 2 % of 1000) the cosine lr would be ~unchanged
+    with pytest.raises(ConfigError, match="train.time_budget_min"):
+        TrainConfig(time_budget_min=-1)

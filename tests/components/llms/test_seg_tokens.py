@@ -94,7 +94,7 @@ def test_three_segs_in_one_generated_answer_give_three_aligned_embeddings(taught
 def _script(decoder, monkeypatch, *answers: str):
     """Make generation return the given answers in turn (ids exactly as the tokenizer makes them)."""
     queue = [decoder.tokenizer.encode(" " + a, add_special_tokens=False) for a in answers]
-    monkeypatch.setattr(decoder, "generate_ids", lambda z_v, prompt: queue.pop(0))
+    monkeypatch.setattr(decoder, "generate_ids", lambda z_v, prompt, copy_from=None: queue.pop(0))
     return queue
 
 
