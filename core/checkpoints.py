@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+
+def weights_path(path: str | Path) -> Path:
+    """A weights path as given when it exists (or is absolute), else relative to the esgkit package
+    root, so a config can name weights shipped inside the package (``pipelines/weights/...``)."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = Path(__file__).resolve().parents[1] / given
+    return shipped if shipped.exists() else given
 
 
 def key_names(keys: list[str], limit: int = 8, quote: bool = False) -> str:

@@ -40,6 +40,7 @@ from esgkit.core import (
     Pipeline, PhraseGrounding, Segmenter, VisionEncoder,
 )
 from esgkit.components.encoders.clip import resize_pad
+from esgkit.core.checkpoints import weights_path
 
 NEURAL_SLOTS = ("colormap_encoder", "vision_encoder", "fuser", "mask_decoder", "language_decoder", "associator")
 
@@ -63,18 +64,6 @@ def sample_masks(masks: np.ndarray, size: int, grid: tuple[int, int]) -> np.ndar
     out = np.zeros((n, *grid), bool)
     out[:, : vy.sum(), : vx.sum()] = masks[:, rows][:, :, cols]
     return out
-
-
-def package_path(path: str) -> Path:
-    """``path`` as given when it exists (or is absolute), else relative to the esgkit package root —
-    so a config can name weights shipped inside the package (``pipelines/weights/...``)."""
-    given = Path(path).expanduser()
-    if given.is_absolute() or given.exists():
-        return given
-    import esgkit
-
-    shipped = Path(esgkit.__file__).resolve().parent / given
-    return shipped if shipped.exists() else given
 
 
 def _name(role: str, component: Any) -> str:
@@ -122,7 +111,7 @@ class GellaPipeline(Pipeline):
         if not config.meta_device:
             self.model.to(config.device)
         if config.checkpoint:
-            self.load_checkpoint(package_path(config.checkpoint))
+            self.load_checkpoint(weights_path(config.checkpoint))
 
     # ------------------------------------------------------------------ build-time checks
     def check(self) -> None:

@@ -1,16 +1,6 @@
 """Segmenters: RGB image → class-agnostic EntityMasks."""
 
-from pathlib import Path
-
-
-def weights_path(path: str) -> Path:
-    """A checkpoint path as given when it exists (or is absolute), else relative to the esgkit
-    package root, so a config can name weights shipped in the package (``pipelines/weights/...``)."""
-    given = Path(path).expanduser()
-    if given.is_absolute() or given.exists():
-        return given
-    shipped = Path(__file__).resolve().parents[2] / given
-    return shipped if shipped.exists() else given
+from esgkit.core.checkpoints import weights_path  # noqa: F401  (re-exported for the segmenters)
 
 
 def register_builtins(register) -> None:  # type: ignore[no-untyped-def]
