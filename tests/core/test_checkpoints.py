@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 
 from esgkit.core.checkpoints import key_names, state_mismatch
@@ -21,3 +23,14 @@ def test_key_names_truncates():
     assert key_names(keys, 3) == "k0, k1, k2 … (12 in all)"
     assert key_names(keys[:2]) == "k0, k1"
     _ = np
+
+
+def test_weights_path_finds_weights_shipped_in_the_package(tmp_path, monkeypatch):
+    from esgkit.core.checkpoints import weights_path
+
+    monkeypatch.chdir(tmp_path)  # the relative path does not exist here
+    shipped = weights_path("pipelines/weights/gella_tiny/gella_tiny.safetensors")
+    assert shipped.is_absolute() and shipped.is_file()
+    (tmp_path / "mine.safetensors").write_bytes(b"x")
+    assert weights_path("mine.safetensors") == Path("mine.safetensors")       # a local file wins
+    assert weights_path("nowhere/x.safetensors") == Path("nowhere/x.safetensors")  # missing: as given
