@@ -61,7 +61,7 @@ def phrase_means(hidden: torch.Tensor, is_seg: torch.Tensor, start: int) -> torc
     seg_at = torch.nonzero(is_seg).flatten().tolist()
     rows, begin = [], start
     for pos in seg_at:
-        span = hidden[begin:pos] if pos > begin else hidden[pos:pos][:0]
+        span = hidden[begin:pos]  # empty when two <SEG> are adjacent
         rows.append(span.mean(0) if span.shape[0] else hidden.new_zeros(hidden.shape[-1]))
         begin = pos + 1
     return torch.stack(rows) if rows else hidden.new_zeros((0, hidden.shape[-1]))
