@@ -136,12 +136,15 @@ class Fuser(Component):
 @dataclass
 class MaskDecoderOutput:
     """embeddings E_vc (B, q, D); entityness logits (B, q, 2) [entity, no-entity]; mask logits
-    (B, q, H/4, W/4); ``aux`` the same three for each intermediate decoder layer (deep supervision)."""
+    (B, q, H/4, W/4); ``aux`` the same three for each intermediate decoder layer (deep supervision);
+    ``region_features`` (B, C, H/4, W/4), or None: features a decoder offers for pooling over given
+    regions (the ``mask2former`` decoder's ``entity_pooling``)."""
 
     embeddings: torch.Tensor
     entityness: torch.Tensor
     masks: torch.Tensor
     aux: list[dict[str, torch.Tensor]] = dataclasses.field(default_factory=list)
+    region_features: torch.Tensor | None = None
 
 
 class MaskDecoder(Component):

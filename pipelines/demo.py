@@ -5,7 +5,8 @@ a ShapesWorld scene.
    generator settings) together with its ground-truth entity masks.
 2. GELLA (``gella_tiny_trained``: the weights shipped in ``pipelines/weights/gella_tiny/``) describes
    the image, extracts the nouns of its description and grounds each onto the entity masks — or, with
-   ``--caption``, grounds the nouns of the user's caption instead.
+   ``--caption``, grounds the nouns of the user's caption instead (``--narrative``: the scene's own
+   ShapesWorld narrative, the kind of caption the model was trained on).
 3. ``overlay.png`` (each noun's masks in one colour, labels and a legend), ``grounding.json``
    (phrases, entity ids, scores, COCO-RLE masks) and ``image.png`` are written to ``--out``, and a
    table noun → entities, score is printed.
@@ -24,7 +25,10 @@ DEFAULT_CONFIG = "gella_tiny_trained"
 def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("demo", help="the main job: the shipped GELLA describes a ShapesWorld scene and grounds its nouns")
     p.add_argument("--out", default="esgkit_demo", help="output folder (default: esgkit_demo)")
-    p.add_argument("--caption", help="ground the nouns of this caption instead of GELLA's own description")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--caption", help="ground the nouns of this caption instead of GELLA's own description")
+    which.add_argument("--narrative", action="store_true",
+                       help="ground the scene's own ShapesWorld narrative (its ground-truth caption) instead")
     p.add_argument("--seed", type=int, default=0, help="ShapesWorld scene seed (default: 0)")
     p.add_argument("--size", default="512x512", help="scene size WxH (default: 512x512)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"GELLA config (default: {DEFAULT_CONFIG})")
@@ -61,19 +65,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sample = demo_scene(args.seed, args.size)
     image, masks = sample["image"], sample["masks"]
     pipeline = build_pipeline(args.config, getattr(args, "overrides", []))
-    result = pipeline.run(image, masks, caption=args.caption, image_id=str(sample["image_id"]))
+    caption = sample["caption"].text if getattr(args, "narrative", False) else args.caption
+    result = pipeline.run(image, masks, caption=caption, image_id=str(sample["image_id"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_image(out / "image.png", image)
     paths = pipeline.write(result, str(out), image)
     h, w = image.shape[:2]
     print(f"ShapesWorld scene (seed {args.seed}, {w}x{h}) with {len(masks)} ground-truth entities")
-    if args.caption is None:
+    if caption is None:
         print(f"GELLA's description: {result.caption.text!r}")
     else:
-        print(f"caption: {args.caption!r}")
+        print(f"{'the scene narrative' if getattr(args, 'narrative', False) else 'caption'}: {caption!r}")
     if not result.groundings:
-        where = "the caption" if args.caption is not None else "GELLA's description"
+        where = "the caption" if caption is not None else "GELLA's description"
         print(f"no nouns found in {where}: nothing to ground (the grounding is empty)")
     else:
         print(format_table(result))

@@ -12,7 +12,10 @@ Data flow (one image)::
 Queries → input entities. The mask decoder is trained to reconstruct its input masks, so every query
 is mapped back to an input entity by mask IoU: the query's mask (sigmoid > 0.5, stride 4) is
 compared with every input mask resized the same way, and the query takes the entity of highest
-IoU if that IoU ≥ ``min_iou`` (otherwise the query is dropped). A phrase's score for an entity is
+IoU if that IoU ≥ ``min_iou`` (otherwise the query is dropped). With ``query_matching: hungarian``
+the queries are instead assigned one-to-one to the entities by the training loss's own Hungarian
+matching (entityness + mask BCE + Dice), so every entity keeps the query that L_asso trained for it,
+even when that query's mask covers it poorly. A phrase's score for an entity is
 the highest association probability σ(logit) among the queries mapped to it; the phrase is grounded
 onto every entity whose score ≥ ``threshold`` (one-to-many: plural nouns get several entities);
 with ``singular_top1`` (default) a singular phrase keeps only its best such entity, as the official
@@ -41,6 +44,7 @@ from esgkit.core import (
 )
 from esgkit.components.encoders.clip import resize_pad
 from esgkit.core.checkpoints import weights_path
+from esgkit.core.errors import ConfigError
 
 NEURAL_SLOTS = ("colormap_encoder", "vision_encoder", "fuser", "mask_decoder", "language_decoder", "associator")
 
@@ -66,6 +70,25 @@ def sample_masks(masks: np.ndarray, size: int, grid: tuple[int, int]) -> np.ndar
     return out
 
 
+def silhouettes(masks: np.ndarray, size: int) -> torch.Tensor:
+    """bool (N, H, W) masks → float (N, size²): each mask cropped to the square around its bounding
+    box (centred, zero padded) and area-resized to size×size — the entity's shape, whatever its size
+    and position (``mask_decoder.silhouette_size``)."""
+    out = torch.zeros(len(masks), size, size)
+    for k, mask in enumerate(np.asarray(masks, bool)):
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        side = max(y1 - y0, x1 - x0)
+        square = np.zeros((side, side), np.float32)
+        oy, ox = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+        square[oy : oy + y1 - y0, ox : ox + x1 - x0] = mask[y0:y1, x0:x1]
+        crop = torch.from_numpy(square)[None, None]
+        out[k] = torch.nn.functional.interpolate(crop, size=(size, size), mode="area" if side >= size else "nearest")[0, 0]
+    return out.flatten(1)
+
+
 def _name(role: str, component: Any) -> str:
     return f"{role} ({type(component).__name__})"
 
@@ -83,7 +106,13 @@ class GellaPipeline(Pipeline):
     class Config:
         mask_size: int = 128     # side of the padded square the colormap is fed at (paper preset: 1024)
         threshold: float = 0.5   # association probability needed to ground a phrase on an entity
-        min_iou: float = 0.1     # a query maps to its best-IoU input entity only above this IoU
+        min_iou: float = 0.1     # iou matching: a query maps to its best-IoU input entity only above this IoU
+        colormap_image: bool = False  # the colormap encoder also sees the image: its input is the colormap
+                                      # and the RGB image at mask_size (6 channels; the encoder needs
+                                      # options.in_chans: 6). Not the paper: for models trained from scratch
+        query_matching: str = "iou"  # iou: every query → its best-IoU entity (many-to-one; an entity no query
+                                     # covers well is lost) | hungarian: the one-to-one assignment of the
+                                     # training loss (entityness + mask BCE + Dice), so every entity gets a query
         singular_top1: bool = True  # a singular phrase keeps only its best entity (PNG's official rule)
         checkpoint: str = ""     # optional .safetensors (or weights-only torch) file of all neural parts;
                                  # a relative path missing from the working folder is read from the
@@ -96,6 +125,9 @@ class GellaPipeline(Pipeline):
     def __init__(self, config: Any, segmenter: Segmenter, colorizer: Colorizer, colormap_encoder: ColormapEncoder,
                  vision_encoder: VisionEncoder, fuser: Fuser, mask_decoder: MaskDecoder,
                  language_decoder: LanguageDecoder, associator: Associator) -> None:
+        if config.query_matching not in ("iou", "hungarian"):
+            raise ConfigError(f"unknown query_matching {config.query_matching!r}; one of iou, hungarian",
+                              key="pipeline.query_matching")
         self.config = config
         self.segmenter, self.colorizer = segmenter, colorizer
         self.colormap_encoder, self.vision_encoder = colormap_encoder, vision_encoder
@@ -143,6 +175,12 @@ class GellaPipeline(Pipeline):
         if need and need != size:
             raise CompatibilityError(f"{_name('colormap_encoder', enc)} is built for img_size {need} but "
                                      f"the pipeline feeds it mask_size {size}; set colormap_encoder.img_size={size}")
+        if self.config.colormap_image:
+            in_chans = (getattr(getattr(enc, "config", None), "options", None) or {}).get("in_chans", 3)
+            if self.mask_input_kind != "colormap" or in_chans != 6:
+                raise CompatibilityError(f"pipeline.colormap_image feeds 6 channels (colormap + image), but "
+                                         f"{_name('colormap_encoder', enc)} takes {in_chans}; use a colormap "
+                                         "encoder with colormap_encoder.options.in_chans=6")
 
     # ------------------------------------------------------------------ tensors
     @property
@@ -154,15 +192,35 @@ class GellaPipeline(Pipeline):
         """``colormap`` (the paper) or ``masks`` (the Table XIX binary-mask encoder)."""
         return getattr(self.colormap_encoder, "input_kind", "colormap")
 
-    def mask_input(self, masks: EntityMasks) -> torch.Tensor:
+    def mask_input(self, masks: EntityMasks, image: np.ndarray | None = None) -> torch.Tensor:
         """The colormap encoder's input for one image, resized and padded to mask_size: the colormap
-        as float (3, S, S) in [0, 1], or for ``input_kind == "masks"`` the masks as float (N, S, S)."""
+        as float (3, S, S) in [0, 1], or for ``input_kind == "masks"`` the masks as float (N, S, S).
+        With ``colormap_image`` the image (needed then) follows as 3 more channels."""
         size = self.config.mask_size
         if self.mask_input_kind == "masks":
             return torch.from_numpy(sample_masks(masks.masks, size, (size, size))).float()
-        colormap = self.colorizer.colorize(masks)
-        x = torch.from_numpy(colormap.image).permute(2, 0, 1).float() / 255.0
-        return resize_pad(x, size, mode="nearest")[0]
+        return self.with_image(self.colormap(masks), image)
+
+    def colormap(self, masks: EntityMasks) -> torch.Tensor:
+        """The colorizer's colormap as float (3, S, S) in [0, 1], resized and padded to mask_size."""
+        x = torch.from_numpy(self.colorizer.colorize(masks).image).permute(2, 0, 1).float() / 255.0
+        return resize_pad(x, self.config.mask_size, mode="nearest")[0]
+
+    def with_image(self, colormap: torch.Tensor, image: np.ndarray | torch.Tensor | None) -> torch.Tensor:
+        """(3, S, S) colormap → itself, or with ``colormap_image`` (6, S, S): colormap + the image in
+        [0, 1] resized and padded like it (``image``: uint8 (H, W, 3) or an already resized (3, S, S))."""
+        if not self.config.colormap_image:
+            return colormap
+        if image is None:
+            raise InputError("pipeline.colormap_image needs the image beside the masks")
+        if isinstance(image, np.ndarray):
+            image = self.small_image(image)
+        return torch.cat([colormap, image.float()], dim=0)
+
+    def small_image(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) → float (3, S, S) in [0, 1] at mask_size (``colormap_image``)."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        return resize_pad(x, self.config.mask_size)[0]
 
     def visual_forward(self, pixels: torch.Tensor, mask_input: torch.Tensor) -> tuple[torch.Tensor, MaskDecoderOutput]:
         """Batched visual half: (B, 3, S, S) CLIP pixels + (B, 3|N, M, M) mask input → (Z_v, decoder output)."""
@@ -187,22 +245,69 @@ class GellaPipeline(Pipeline):
         try:
             with torch.no_grad():
                 pixels = self.vision_encoder.preprocess(image)[None].to(self.device)
-                mask_in = self.mask_input(entities)[None].to(self.device)
+                mask_in = self.mask_input(entities, image)[None].to(self.device)
                 z_v, out = self.visual_forward(pixels, mask_in)
                 lang = self.language_decoder.extract(z_v, caption)
                 e_vl = lang.seg_embeddings.to(self.device, dtype=out.embeddings.dtype)
-                logits = self.associator(e_vl, out.embeddings[0])
-                query_entity = self.match_queries(out.masks[0], entities)
+                query_entity = self.match_queries(out.masks[0], entities, out.entityness[0])
+                e_vc = self.entity_embeddings(out, [torch.from_numpy(query_entity)], [self.entity_grid(entities, out)],
+                                              [self.entity_shapes(entities)])
+                logits = self.associator(e_vl, e_vc[0])
         finally:
             self.model.train(was_training)
         return self.ground(lang, caption, logits, query_entity, entities)
 
-    def match_queries(self, query_masks: torch.Tensor, entities: EntityMasks) -> np.ndarray:
-        """For each query, the index of the input entity its mask overlaps best (IoU ≥ min_iou), or -1."""
+    def entity_embeddings(self, out: MaskDecoderOutput, query_entity: list[torch.Tensor],
+                          entity_grids: list[torch.Tensor], entity_shapes: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """E_vc for the associator: ``out.embeddings``, or with the mask decoder's ``entity_pooling``
+        each query's embedding with the features pooled over its entity's input mask (a query mapped
+        to no entity pools over its own predicted mask). ``query_entity[b]`` (q,) entity index or -1;
+        ``entity_grids[b]`` (N_b, H/4, W/4) the input masks on the decoder's mask grid;
+        ``entity_shapes[b]`` (N_b, S²) their ``silhouettes`` when the decoder has ``silhouette_size``."""
+        if out.region_features is None or not hasattr(self.mask_decoder, "pool_regions"):
+            return out.embeddings
+        size = int(getattr(self.mask_decoder.config, "silhouette_size", 0))
+        regions = out.masks.detach().sigmoid().clone()
+        shapes = regions.new_zeros((*regions.shape[:2], size * size)) if size else None
+        for b, (mapped, grid) in enumerate(zip(query_entity, entity_grids)):
+            mapped = torch.as_tensor(mapped, dtype=torch.long, device=regions.device)
+            keep = mapped >= 0
+            if bool(keep.any()):
+                regions[b, keep] = grid.to(regions)[mapped[keep]]
+                if shapes is not None:
+                    if entity_shapes is None:
+                        raise InputError("mask_decoder.silhouette_size needs the entities' silhouettes")
+                    shapes[b, keep] = entity_shapes[b].to(shapes)[mapped[keep]]
+        return self.mask_decoder.pool_regions(out, regions, shapes)
+
+    def entity_shapes(self, entities: EntityMasks) -> torch.Tensor | None:
+        """The entities' ``silhouettes`` at the mask decoder's ``silhouette_size`` (None when 0)."""
+        size = int(getattr(getattr(self.mask_decoder, "config", None), "silhouette_size", 0) or 0)
+        return silhouettes(entities.masks, size) if size else None
+
+    def entity_grid(self, entities: EntityMasks, out: MaskDecoderOutput) -> torch.Tensor:
+        """The input masks as float (N, H/4, W/4) on the decoder's mask grid (placed like the colormap)."""
+        return torch.from_numpy(sample_masks(entities.masks, self.config.mask_size, tuple(out.masks.shape[-2:]))).float()
+
+    def match_queries(self, query_masks: torch.Tensor, entities: EntityMasks,
+                      entityness: torch.Tensor | None = None) -> np.ndarray:
+        """For each query, the index of its input entity, or -1 (``query_matching``): by best IoU
+        (≥ min_iou), or by the training loss's Hungarian assignment (needs ``entityness``)."""
         q = query_masks.shape[0]
         if len(entities) == 0:
             return np.full(q, -1, np.int64)
         ent = torch.from_numpy(sample_masks(entities.masks, self.config.mask_size, tuple(query_masks.shape[-2:])))
+        if self.config.query_matching == "hungarian":
+            from esgkit.training.matching import MatchCosts, hungarian_match
+
+            if entityness is None:
+                raise InputError("query_matching: hungarian needs the queries' entityness logits")
+            # the costs of GellaTask's matching: unit weights on whole masks (no random points, so deterministic)
+            costs = MatchCosts(class_weight=1.0, mask_weight=1.0, dice_weight=1.0, num_points=0)
+            rows, cols = hungarian_match(entityness.cpu().float(), query_masks.cpu().float(), ent.float(), costs=costs)
+            out = np.full(q, -1, np.int64)
+            out[rows.numpy()] = cols.numpy()
+            return out
         pred = (query_masks.cpu() > 0).flatten(1).float()                        # sigmoid > 0.5
         ent = ent.flatten(1).float()
         inter = pred @ ent.T

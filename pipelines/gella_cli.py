@@ -45,13 +45,13 @@ def _weights_file(path: str) -> str:
 
     p = Path(path)
     if p.is_file():
-        return str(p)
+        return str(p.resolve())
     if p.is_dir():
         if (p / "gella.safetensors").is_file():
-            return str(p / "gella.safetensors")
+            return str((p / "gella.safetensors").resolve())
         folder = latest_checkpoint(p)
         if folder is not None:
-            return str(folder / "model.safetensors")
+            return str((folder / "model.safetensors").resolve())
     raise CheckpointError(f"--checkpoint {path}: no such file, and no checkpoint of `esgkit train` under it")
 
 
@@ -107,11 +107,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     check_data_dir(args.data, args.split)
     config = to_container(load_config(args.config, getattr(args, "overrides", [])))
+    if args.checkpoint:  # these weights replace the config's own (which may not fit an overridden architecture)
+        config["pipeline"] = {**config.get("pipeline", {}), "checkpoint": str(_weights_file(args.checkpoint))}
     pipeline = build_pipeline(config)
     if not hasattr(pipeline, "visual_forward"):
         raise ConfigError("esgkit eval measures GELLA pipelines (pipeline: gella)", key="pipeline.name")
-    if args.checkpoint:
-        pipeline.load_checkpoint(_weights_file(args.checkpoint))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pred_dir = out.with_name(out.stem + "_predictions")
@@ -119,7 +119,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                 out_dir=pred_dir)
     print(format_metrics(metrics))
     clean = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-    out.write_text(json.dumps({"config": args.config, "checkpoint": args.checkpoint, "data": str(args.data),
+    out.write_text(json.dumps({"config": args.config, "overrides": list(getattr(args, "overrides", []) or []),
+                               "checkpoint": args.checkpoint, "data": str(args.data),
                                "split": args.split, "metrics": clean}, indent=1))
     print(f"wrote {out} (predictions in {pred_dir})")
     return 0

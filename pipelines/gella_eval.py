@@ -18,6 +18,7 @@ any method (the predictions and the ground truth of the images used are written 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -36,9 +37,12 @@ from .gella_train import open_split
 def _visual(pipeline: Any, sample: dict[str, Any]) -> tuple[torch.Tensor, Any, np.ndarray]:
     masks = sample["masks"]
     pixels = pipeline.vision_encoder.preprocess(sample["image"])[None].to(pipeline.device)
-    mask_in = pipeline.mask_input(masks)[None].to(pipeline.device)
+    mask_in = pipeline.mask_input(masks, sample["image"])[None].to(pipeline.device)
     z_v, out = pipeline.visual_forward(pixels, mask_in)
-    return z_v, out, pipeline.match_queries(out.masks[0], masks)
+    query_entity = pipeline.match_queries(out.masks[0], masks, out.entityness[0])
+    e_vc = pipeline.entity_embeddings(out, [torch.from_numpy(query_entity)], [pipeline.entity_grid(masks, out)],
+                                      [pipeline.entity_shapes(masks)])
+    return z_v, dataclasses.replace(out, embeddings=e_vc), query_entity
 
 
 def teacher_forced_grounding(pipeline: Any, sample: dict[str, Any], z_v: torch.Tensor, out: Any,

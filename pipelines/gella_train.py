@@ -10,6 +10,8 @@ Losses, summed with uniform weights by default (``train.loss_weights`` changes t
                                       G_A[i, j] = 1 when query j's matched entity is one of phrase i's
                                       segments (one-to-many for plurals); final layer's matching
     ans                               L_ans: token cross-entropy on the answer, <SEG> tokens included
+    tag                               (noun_extraction: tag only) BIO cross-entropy of the span tagger
+                                      on the caption tokens of the nouns / grounding / res prompts
 
 Every sample draws one subtask (``train.subtasks``; paper: description 0.2 / nouns 0.2 / grounding
 0.6; ``res`` — the referring-expression prompt answered with the expression and one ``<SEG>`` — is
@@ -132,8 +134,10 @@ def prepare_sample(pipeline: Any, sample: dict[str, Any]) -> dict[str, Any]:
     return {
         "image_id": sample["image_id"],
         "pixels": pipeline.vision_encoder.preprocess(sample["image"]).to(torch.float16),
+        "small_image": pipeline.small_image(sample["image"]).to(torch.float16) if pipeline.config.colormap_image else None,
         "masks": masks,
         "targets": torch.from_numpy(targets),
+        "silhouettes": pipeline.entity_shapes(masks),
         "caption": caption.text,
         "phrases": [p.text for p in caption.phrases],
         "phrase_entities": phrase_entities,
@@ -142,18 +146,21 @@ def prepare_sample(pipeline: Any, sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def colormap_input(pipeline: Any, masks: Any, seed: int) -> Tensor:
+def colormap_input(pipeline: Any, masks: Any, seed: int, image: Tensor | None = None) -> Tensor:
     """The colormap encoder's input with colours drawn from ``seed`` (random distinct colours per
-    sample and epoch, as in the paper), or the pipeline's own input for other colorizers."""
+    sample and epoch, as in the paper), or the pipeline's own input for other colorizers;
+    ``image`` (3, S, S) is appended with ``pipeline.colormap_image``."""
     from esgkit.components.colorizers.colorizers import paint
     from esgkit.components.encoders.clip import resize_pad
 
     colorizer = pipeline.colorizer
-    if pipeline.mask_input_kind != "colormap" or not hasattr(colorizer, "colors"):
+    if pipeline.mask_input_kind != "colormap":
         return pipeline.mask_input(masks)
+    if not hasattr(colorizer, "colors"):
+        return pipeline.with_image(pipeline.colormap(masks), image)
     colormap = paint(masks, colorizer.colors(len(masks), seed=seed))
     x = torch.from_numpy(colormap.image).permute(2, 0, 1).float() / 255.0
-    return resize_pad(x, pipeline.config.mask_size, mode="nearest")[0]
+    return pipeline.with_image(resize_pad(x, pipeline.config.mask_size, mode="nearest")[0], image)
 
 
 class GellaTask(TrainingTask):
@@ -224,8 +231,10 @@ class GellaTask(TrainingTask):
             tasks.append(task)
         return {
             "pixels": torch.stack([s["pixels"].float() for s in samples]),
-            "mask_input": torch.stack([colormap_input(pipeline, s["masks"], seed) for s, seed in zip(samples, seeds)]),
+            "mask_input": torch.stack([colormap_input(pipeline, s["masks"], seed, s.get("small_image"))
+                                       for s, seed in zip(samples, seeds)]),
             "targets": [s["targets"].float() for s in samples],
+            "silhouettes": [s.get("silhouettes") for s in samples],
             "lang": lang.collate(inputs),
             "tasks": tasks,
             "phrase_entities": entities,
@@ -247,34 +256,40 @@ class GellaTask(TrainingTask):
         seg = criterion(out.entityness, out.masks, targets, aux=aux)
         lang = model["language_decoder"](z_v, **batch["lang"])
         terms = {"seg_class": seg["class"], "seg_mask": seg["mask"], "seg_dice": seg["dice"], "ans": lang.loss}
+        if lang.tag_loss is not None:  # language_decoder.noun_extraction: tag
+            terms["tag"] = lang.tag_loss
 
         rows, goals = [], []
-        matches = None
+        if any(batch["phrase_entities"]):
+            with torch.no_grad():
+                matches = criterion.match(out.entityness, out.masks, targets)
+            entity_of_query = []
+            for q_idx, t_idx in matches:
+                mapped = torch.full((out.masks.shape[1],), -1, dtype=torch.long)
+                mapped[q_idx] = t_idx
+                entity_of_query.append(mapped)
+            e_vc = pipeline.entity_embeddings(out, entity_of_query, targets,  # out.embeddings unless pooling
+                                              batch.get("silhouettes"))
         for b, phrase_entities in enumerate(batch["phrase_entities"]):
             if not phrase_entities:
                 continue
-            if matches is None:
-                with torch.no_grad():
-                    matches = criterion.match(out.entityness, out.masks, targets)
             e_vl = lang.seg_embeddings[b]
             if e_vl.shape[0] != len(phrase_entities):
                 raise CompatibilityError(f"the answer holds {e_vl.shape[0]} <SEG> tokens for {len(phrase_entities)} "
                                          "phrases; the tokenizer must encode <SEG> as one id")
-            logits = model["associator"](e_vl, out.embeddings[b])
-            entity_of_query = torch.full((logits.shape[1],), -1, dtype=torch.long)
-            q_idx, t_idx = matches[b]
-            entity_of_query[q_idx] = t_idx
+            logits = model["associator"](e_vl, e_vc[b])
             goal = torch.zeros_like(logits)
             for v, ents in enumerate(phrase_entities):
                 if ents:
-                    goal[v] = torch.isin(entity_of_query, torch.tensor(ents, dtype=torch.long)).to(goal)
+                    goal[v] = torch.isin(entity_of_query[b], torch.tensor(ents, dtype=torch.long)).to(goal)
             rows.append(logits)
             goals.append(goal)
         if rows:
             pos = self.settings.asso_pos_weight
             terms["asso"] = association_loss(torch.cat(rows), torch.cat(goals), None if pos == 1.0 else pos)
-        else:  # keeps the associator in the graph (DDP) while contributing nothing
-            terms["asso"] = sum(p.sum() for p in model["associator"].parameters()) * 0.0
+        else:  # keeps the associator (and the decoder's pooling layer) in the graph (DDP), contributing nothing
+            idle = [*model["associator"].parameters(), *getattr(model["mask_decoder"], "pooled", nn.Identity()).parameters()]
+            terms["asso"] = sum(p.sum() for p in idle) * 0.0
         return terms
 
     def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:

@@ -21,10 +21,13 @@ from esgkit.core.errors import CheckpointError, CompatibilityError, ConfigError,
 
 from . import checkpoint as ckpt
 from .lora import add_lora, merged_state_dict
-from .phrases import CopyConstraint, clean_phrase, find_spans, format_answer
+from .phrases import _STRIP, CopyConstraint, clean_phrase, find_spans, format_answer, is_plural
+from .span_tagger import SpanTagger, bio_labels, decode_spans
 from .tokenizer import IMAGE_TOKEN, SEG_TOKEN, add_gella_tokens, load_tiny_tokenizer
 
 SOURCES = ("tiny", "hf_dir", "gguf", "smollm2")
+NOUN_EXTRACTIONS = ("generate", "tag")
+SPAN_TAGGER_FILE = "span_tagger.safetensors"
 TASKS = ("description", "nouns", "grounding", "res")
 IGNORE_INDEX = -100
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -39,6 +42,7 @@ class LanguageForward:
     logits: torch.Tensor
     hidden_states: torch.Tensor
     seg_embeddings: list[torch.Tensor]
+    tag_loss: torch.Tensor | None = None  # noun_extraction: tag — BIO cross-entropy on the caption tokens
 
 
 class LinearProjector(nn.Module):
@@ -157,6 +161,9 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         seg_readout: str = "hidden"  # hidden: E_vl = the last-layer state at <SEG> (the paper) | hidden+phrase:
                                      # plus the mean last-layer state of the phrase's own tokens (the answer
                                      # tokens since the previous <SEG>); helps small LMs trained from scratch
+        noun_extraction: str = "generate"  # generate: the LM writes the answer (the paper) | tag: a BIO head on
+                                           # the LM's caption states picks the phrases (span_tagger.py), the
+                                           # LM then reads "phrase <SEG>, …" teacher-forced for E_vl
 
     def __init__(self, config: LlavaLlamaDecoder.Config) -> None:
         super().__init__()
@@ -177,6 +184,9 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         projector_state = self._load_lm()
         self.image_token_id, self.seg_token_id = add_gella_tokens(self.tokenizer)
         self._fit_embeddings()
+        self.span_tagger: SpanTagger | None = None
+        if config.noun_extraction == "tag":
+            self._build_span_tagger()
         if projector_state:
             self._build_projector(self._projector_in_dim(projector_state), projector_state, str(self.config.path))
         if config.projector_path:
@@ -200,6 +210,9 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         if c.seg_readout not in SEG_READOUTS:
             raise ConfigError(f"unknown seg_readout {c.seg_readout!r}; one of {', '.join(SEG_READOUTS)}",
                               key="language_decoder.seg_readout")
+        if c.noun_extraction not in NOUN_EXTRACTIONS:
+            raise ConfigError(f"unknown noun_extraction {c.noun_extraction!r}; one of {', '.join(NOUN_EXTRACTIONS)}",
+                              key="language_decoder.noun_extraction")
         if c.source not in SOURCES:
             raise ConfigError(f"unknown source {c.source!r}; one of {', '.join(SOURCES)}", key="language_decoder.source")
         if c.source in ("hf_dir", "gguf") and not c.path:
@@ -236,6 +249,20 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
             return self._load_llava_dir(directory)
         self._load_causal_lm_dir(directory)
         return {}
+
+    def _build_span_tagger(self) -> None:
+        """The BIO head (seeded); a ``hf_dir`` written by ``save_pretrained`` brings its weights."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 3)
+            self.span_tagger = SpanTagger(int(self.lm.config.hidden_size)).to(self.dtype)
+        saved = Path(self.config.path) / SPAN_TAGGER_FILE
+        if self.config.source == "hf_dir" and saved.is_file():
+            from safetensors.torch import load_file
+
+            try:
+                self.span_tagger.load_state_dict(load_file(str(saved)))
+            except RuntimeError as error:
+                raise CheckpointError(f"{saved}: does not fit this LM's span tagger ({error})") from error
 
     def _tiny_lm(self) -> nn.Module:
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -438,7 +465,10 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         if caption is None:
             caption = self.describe(z_v)
         prompt = self.prompt_ids(task, caption, z_v.shape[1])
-        answer = self.generate_ids(z_v, prompt, copy_from=caption if self.config.copy_constrained else None)
+        if self.span_tagger is not None:
+            answer = self.answer_ids(task, caption, self.tag_phrases(z_v, caption, task))[:-1]  # without EOS
+        else:
+            answer = self.generate_ids(z_v, prompt, copy_from=caption if self.config.copy_constrained else None)
         ids = torch.tensor([prompt + answer], device=z_v.device)
         e_vl = self.forward(z_v, ids, answer_start=len(prompt)).seg_embeddings[0]
         seg_at = [i for i, t in enumerate(answer) if t == self.seg_token_id]
@@ -456,6 +486,29 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
             seg_embeddings=e_vl.index_select(0, rows),
             caption=Caption(caption, phrases),
         )
+
+    @torch.no_grad()
+    def tag_phrases(self, z_v: torch.Tensor, caption: str, task: str = "nouns") -> list[NounPhrase]:
+        """``noun_extraction: tag``: the caption's phrases that the span tagger marks, in order."""
+        if self.span_tagger is None:
+            raise CompatibilityError("this language decoder has no span tagger; set noun_extraction: tag")
+        z_v = self._check_z_v(z_v, batch=1)
+        ids, where, (c0, c1) = self._prompt_encoding(task, caption, z_v.shape[1], offsets=True)
+        inputs = torch.tensor([ids], device=z_v.device)
+        hidden = self.lm(inputs_embeds=self.embed_inputs(z_v, inputs), output_hidden_states=True,
+                         use_cache=False).hidden_states[-1]
+        tags = self.span_tagger(hidden)[0].argmax(-1).tolist()
+        in_caption = [b > c0 and a < c1 and a < b for a, b in where]
+        tags = [t if inside else IGNORE_INDEX for t, inside in zip(tags, in_caption)]
+        phrases = []
+        for first, last in decode_spans(tags):
+            start, end = max(where[first][0], c0) - c0, min(where[last - 1][1], c1) - c0
+            text = caption[start:end]
+            lead, trail = len(text) - len(text.lstrip(_STRIP)), len(text) - len(text.rstrip(_STRIP))
+            start, end = start + lead, end - trail
+            if end > start:
+                phrases.append(NounPhrase(caption[start:end], start, end, is_plural(caption[start:end])))
+        return phrases
 
     # ------------------------------------------------------------------ token sequences
     def _prompt_text(self, task: str, caption: str | None) -> str:
@@ -479,24 +532,48 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
     def prompt_ids(self, task: str, caption: str | None, num_image_tokens: int) -> list[int]:
         """Token ids of the user turn up to where the answer starts, with ``num_image_tokens``
         ``<image>`` ids where Z_v goes."""
+        return self._prompt_encoding(task, caption, num_image_tokens)[0]
+
+    def _prompt_encoding(self, task: str, caption: str | None, num_image_tokens: int,
+                         offsets: bool = False) -> tuple[list[int], list[tuple[int, int]], tuple[int, int]]:
+        """(ids, each id's characters in the prompt text, the caption's characters in it); the
+        offsets only when asked (the span tagger's targets and decoding need them)."""
         tok = self.tokenizer
         reserved = [t for t in (SEG_TOKEN, IMAGE_TOKEN, *tok.all_special_tokens) if caption and t in caption]
         if reserved:
             raise InputError(f"the caption contains the tokenizer's reserved token {reserved[0]!r}; remove it")
-        user = f"{IMAGE_TOKEN}\n{self._prompt_text(task, caption)}"
+        prompt = self._prompt_text(task, caption)
+        user = f"{IMAGE_TOKEN}\n{prompt}"
         if self._uses_chat_template():
             text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-            ids = tok.encode(text, add_special_tokens=False)
+            bos: list[int] = []
         else:
-            ids = tok.encode(f"USER: {user} ASSISTANT:", add_special_tokens=False)
-            if tok.bos_token_id is not None:
-                ids = [tok.bos_token_id, *ids]
+            text = f"USER: {user} ASSISTANT:"
+            bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        start = -1
+        if caption is not None and task != "description":
+            template = self.config.res_prompt if task == "res" else self.config.noun_prompt
+            start = text.find(user) + len(IMAGE_TOKEN) + 1 + template.index("{caption}")
+        span = (start, start + len(caption)) if start >= 0 and caption is not None else (0, 0)
+        if offsets:
+            if not getattr(tok, "is_fast", False):
+                raise CompatibilityError("noun_extraction: tag needs a fast tokenizer (character offsets); "
+                                         "use noun_extraction: generate with this tokenizer")
+            encoded = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, where = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+        else:
+            ids, where = tok.encode(text, add_special_tokens=False), []
+        ids, where = bos + ids, [(0, 0)] * len(bos) + where
         at = [i for i, t in enumerate(ids) if t == self.image_token_id]
         if len(at) != 1:
             raise CompatibilityError(
                 f"the prompt holds {len(at)} {IMAGE_TOKEN} placeholders instead of one; check the chat template"
             )
-        return ids[: at[0]] + [self.image_token_id] * num_image_tokens + ids[at[0] + 1 :]
+        k = at[0]
+        ids = ids[:k] + [self.image_token_id] * num_image_tokens + ids[k + 1 :]
+        if offsets:
+            where = where[:k] + [(0, 0)] * num_image_tokens + where[k + 1 :]
+        return ids, where, span
 
     def answer_ids(self, task: str, caption: str | None, phrases: Sequence[str | NounPhrase] = ()) -> list[int]:
         """Target ids of the answer (ending with EOS): the caption for ``description``, else the
@@ -520,9 +597,17 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         ``num_image_tokens`` is L of the Z_v this sample will be paired with (``z_v.shape[1]``)."""
         if num_image_tokens <= 0:
             raise InputError("num_image_tokens must be the number of Z_v tokens (z_v.shape[1]) of the image")
-        prompt = self.prompt_ids(task, caption if task != "description" else None, num_image_tokens)
+        prompt_caption = caption if task != "description" else None
+        tagged = self.span_tagger is not None and task != "description"
+        prompt, where, span = self._prompt_encoding(task, prompt_caption, num_image_tokens, offsets=tagged)
         answer = self.answer_ids(task, caption, phrases)
-        return {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer}
+        sample = {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer}
+        if tagged:
+            texts = [p.text if isinstance(p, NounPhrase) else str(p) for p in phrases]
+            found = find_spans(caption or "", texts)
+            spans = [(p.start, p.end) for p in found if p is not None]
+            sample["tag_labels"] = bio_labels(where, span, spans) + [IGNORE_INDEX] * len(answer)
+        return sample
 
     def collate(self, samples: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         """Right-pad samples of ``build_inputs`` into input_ids, attention_mask and labels tensors."""
@@ -530,13 +615,19 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         ids = torch.full((len(samples), length), pad, dtype=torch.long)
         labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
+        tags = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(samples), length), dtype=torch.long)
         for b, s in enumerate(samples):
             n = len(s["input_ids"])
             ids[b, :n] = torch.tensor(s["input_ids"])
             labels[b, :n] = torch.tensor(s["labels"])
+            if "tag_labels" in s:
+                tags[b, :n] = torch.tensor(s["tag_labels"])
             mask[b, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if self.span_tagger is not None:
+            batch["tag_labels"] = tags
+        return batch
 
     # ------------------------------------------------------------------ the network
     def _check_z_v(self, z_v: torch.Tensor, batch: int | None = None) -> torch.Tensor:
@@ -570,6 +661,7 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         answer_start: int | None = None,
+        tag_labels: torch.Tensor | None = None,
     ) -> LanguageForward:
         """Teacher-forced pass: L_ans (token cross-entropy on the labels), hidden states and E_vl —
         read at every ``<SEG>`` id in each row, in order (``seg_readout``). The answer starts at
@@ -590,7 +682,15 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
             else:
                 raise InputError("seg_readout hidden+phrase needs labels or answer_start to find the phrases")
             e_vl = [e + phrase_means(hidden[b], seg[b], starts[b]) for b, e in enumerate(e_vl)]
-        return LanguageForward(out.loss, out.logits, hidden, e_vl)
+        tag_loss = None
+        if self.span_tagger is not None and tag_labels is not None:
+            tag_logits = self.span_tagger(hidden)
+            if bool((tag_labels != IGNORE_INDEX).any()):
+                tag_loss = nn.functional.cross_entropy(tag_logits.flatten(0, 1).float(), tag_labels.flatten(),
+                                                       ignore_index=IGNORE_INDEX)
+            else:  # no caption task in the batch: keep the head in the graph (DDP) at zero cost
+                tag_loss = tag_logits.sum() * 0.0
+        return LanguageForward(out.loss, out.logits, hidden, e_vl, tag_loss)
 
     @torch.no_grad()
     def generate_ids(self, z_v: torch.Tensor, prompt: list[int], copy_from: str | None = None) -> list[int]:
@@ -682,6 +782,9 @@ class LlavaLlamaDecoder(nn.Module, LanguageDecoder):
         )
         llava.esgkit_projector = self.config.projector
         llava.save_pretrained(str(directory))
+        if self.span_tagger is not None:  # not part of the LLaVA format: a file of its own beside it
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.span_tagger.state_dict().items()},
+                      str(directory / SPAN_TAGGER_FILE), metadata={"format": "pt"})
         self.tokenizer.save_pretrained(str(directory))
         return directory
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from esgkit.core import (
-    CheckpointError, CompatibilityError, EntityMasks, Grounding, LanguageOutput, NounPhrase, Registry,
+    CheckpointError, CompatibilityError, ConfigError, EntityMasks, Grounding, InputError, LanguageOutput, NounPhrase,
+    Registry,
     build_pipeline,
 )
 from esgkit.core import builtin
@@ -136,6 +137,40 @@ def test_query_matching_and_one_to_many_threshold(pipeline, scene):
         pipeline.config.singular_top1 = True
 
 
+def test_hungarian_query_matching_gives_every_entity_one_query(pipeline, scene):
+    """iou matching loses an entity whose query covers it poorly and maps duplicates many-to-one;
+    hungarian (the training loss's assignment) maps one query per entity, so none is lost."""
+    _, masks = scene
+    size = pipeline.config.mask_size
+    from esgkit.components.encoders.clip import resize_pad
+
+    ent = resize_pad(torch.from_numpy(masks.masks.astype(np.float32)), size, mode="nearest")[0]
+    ent = torch.nn.functional.interpolate(ent[None], size=(size // 4, size // 4), mode="area")[0] > 0.5
+    q = pipeline.mask_decoder.config.num_queries
+    logits = torch.full((q, size // 4, size // 4), -10.0)
+    for k in range(1, len(masks)):
+        logits[k] = torch.where(ent[k], 10.0, -10.0)
+    ys, xs = torch.nonzero(ent[0], as_tuple=True)
+    logits[0, ys[0], xs[0]] = 10.0                               # query 0: one cell of entity 0 (IoU < 0.1)
+    logits[len(masks)] = torch.where(ent[1], 10.0, -10.0)        # a duplicate of entity 1
+    entityness = torch.full((q,), -5.0)
+    entityness[: len(masks)] = 5.0
+    assert int(ent[0].sum()) > 10
+    by_iou = pipeline.match_queries(logits, masks)
+    assert by_iou[0] == -1 and by_iou[len(masks)] == 1          # entity 0 lost, entity 1 twice
+    pipeline.config.query_matching = "hungarian"
+    try:
+        one_to_one = pipeline.match_queries(logits, masks, entityness)
+        with pytest.raises(InputError, match="entityness"):
+            pipeline.match_queries(logits, masks)
+    finally:
+        pipeline.config.query_matching = "iou"
+    assert one_to_one[: len(masks)].tolist() == list(range(len(masks)))
+    assert (one_to_one[len(masks):] == -1).all()
+    with pytest.raises(ConfigError, match="query_matching"):
+        _build(query_matching="nearest")
+
+
 def test_gradients_reach_every_trainable_part(scene):
     image, masks = scene
     p = _build()
@@ -165,6 +200,65 @@ def test_binary_mask_encoder_gets_the_masks(scene):
     assert p.mask_input_kind == "masks" and p.mask_input(masks).shape == (len(masks), 128, 128)
     g = p.run(image, masks=masks, caption=CAPTION)
     assert len(g.groundings) == 3
+
+
+def test_colormap_image_feeds_the_image_beside_the_colormap(scene):
+    """pipeline.colormap_image: 6 input channels, colormap then the image at mask_size; the encoder
+    must be built for 6 channels, and the image must be given."""
+    image, masks = scene
+    config = _config(threshold=0.0, colormap_image=True)
+    config["colormap_encoder"] = {"name": "mobilenetv2", "options": {"in_chans": 6}}
+    p = _build(config=config)
+    x = p.mask_input(masks, image)
+    assert x.shape == (6, 128, 128)
+    torch.testing.assert_close(x[:3], p.colormap(masks))
+    torch.testing.assert_close(x[3:], p.small_image(image))
+    torch.testing.assert_close(x[3:, 5, 5], torch.tensor([120, 170, 250]) / 255.0, atol=1e-3, rtol=0)  # sky
+    assert float(x[3:, 100:].abs().sum()) == 0.0                          # padding below the 77-row image
+    with pytest.raises(InputError, match="needs the image"):
+        p.mask_input(masks)
+    assert len(p.run(image, masks=masks, caption=CAPTION).groundings) == 3
+    three = _config(colormap_image=True)
+    with pytest.raises(CompatibilityError, match="in_chans=6"):
+        _build(config=three)
+
+
+def test_entity_pooling_pools_each_query_over_its_entitys_input_mask(scene):
+    image, masks = scene
+    config = _config(threshold=0.0, query_matching="hungarian")
+    config["mask_decoder"] = {"name": "mask2former", "entity_pooling": True, "silhouette_size": 8}
+    p = _build(config=config)
+    p.model.eval()
+    with torch.no_grad():
+        _, out = p.visual_forward(p.vision_encoder.preprocess(image)[None], p.mask_input(masks)[None])
+        mapped = p.match_queries(out.masks[0], masks, out.entityness[0])
+        grid, shapes = p.entity_grid(masks, out), p.entity_shapes(masks)
+        e_vc = p.entity_embeddings(out, [torch.from_numpy(mapped)], [grid], [shapes])
+        q = int(np.nonzero(mapped == 2)[0][0])                      # the query of entity index 2
+        regions = out.masks.sigmoid().clone()
+        regions[0, q] = grid[2]
+        given = torch.zeros(1, len(mapped), 64)
+        given[0, q] = shapes[2]
+        torch.testing.assert_close(e_vc[0, q], p.mask_decoder.pool_regions(out, regions, given)[0, q])
+        free = int(np.nonzero(mapped == -1)[0][0])                   # unmapped: its own predicted mask, no shape
+        torch.testing.assert_close(e_vc[0, free], p.mask_decoder.pool_regions(out, out.masks.sigmoid(), given)[0, free])
+        with pytest.raises(InputError, match="silhouettes"):
+            p.entity_embeddings(out, [torch.from_numpy(mapped)], [grid])
+    assert grid.shape == (len(masks), *out.masks.shape[-2:]) and float(grid[2].sum()) > 0
+    assert len(p.run(image, masks=masks, caption=CAPTION).groundings) == 3
+
+
+def test_silhouettes_are_box_normalised_shapes():
+    from esgkit.pipelines.gella import silhouettes
+
+    masks = np.zeros((3, 50, 60), bool)
+    masks[0, 10:20, 5:45] = True                # a 10×40 bar: 2 of 8 rows in the middle of its square box
+    masks[1, 30:33, 50:53] = True               # a 3×3 square (smaller than the output): fills it
+    got = silhouettes(masks, 8).view(3, 8, 8)
+    assert got[0].sum(1).tolist() == [0, 0, 0, 8, 8, 0, 0, 0]
+    assert bool((got[1] == 1).all()) and float(got[2].sum()) == 0.0   # an empty mask: zeros
+    moved = np.roll(masks[:1], (20, 10), axis=(1, 2))
+    torch.testing.assert_close(silhouettes(moved, 8), silhouettes(masks[:1], 8))   # position-free
 
 
 def test_checkpoint_round_trip(pipeline, scene, tmp_path):

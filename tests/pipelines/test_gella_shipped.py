@@ -44,3 +44,17 @@ def test_demo_with_a_caption_without_nouns(tmp_path, capsys):
     assert "no nouns found in the caption" in capsys.readouterr().out
     assert json.loads((tmp_path / "grounding.json").read_text())["phrases"] == []
     assert (tmp_path / "overlay.png").is_file()
+
+
+def test_demo_grounds_the_scene_narrative(tmp_path, capsys):
+    """The shipped model extracts the narrative's annotated noun phrases and grounds each one."""
+    from esgkit.core.cli import main
+    from esgkit.pipelines.demo import demo_scene
+
+    assert main(["demo", "--out", str(tmp_path), "--narrative", "--size", "256x256"]) == 0
+    assert "the scene narrative" in capsys.readouterr().out
+    phrases = json.loads((tmp_path / "grounding.json").read_text())["phrases"]
+    annotated = [p.text for p in demo_scene(0, "256x256")["caption"].phrases]
+    found = [p["text"] for p in phrases]
+    assert sum(a in found for a in annotated) >= 0.9 * len(annotated)
+    assert sum(bool(p["entity_ids"]) for p in phrases) >= 0.8 * len(phrases)

@@ -63,8 +63,14 @@ def test_resume_continues_exactly(data, tmp_path):
     assert any(r["asso"] > 0 for r in a)
 
 
-def test_losses_decrease_on_one_batch(data):
-    cfg = _config()
+# gella_tiny_trained's departures from the paper: BIO noun tagging, entity pooling, the image beside the colormap
+RECIPE = ["language_decoder.noun_extraction=tag", "mask_decoder.entity_pooling=true", "pipeline.colormap_image=true",
+          "colormap_encoder.options.in_chans=6", "pipeline.query_matching=hungarian"]
+
+
+@pytest.mark.parametrize("extra", [[], RECIPE], ids=["paper", "recipe"])
+def test_losses_decrease_on_one_batch(data, extra):
+    cfg = _config(*extra)
     train_cfg, task_cfg = split_train_section(cfg["train"])
     task = GellaTask(cfg, data, task_cfg)
     torch.manual_seed(0)
@@ -82,6 +88,10 @@ def test_losses_decrease_on_one_batch(data):
         total.backward()
         opt.step()
     assert float(total.detach()) < 0.8 * first
+    assert ("tag" in terms) == bool(extra)
+    if extra:
+        assert all(p.grad is not None for p in model["mask_decoder"].pooled.parameters())
+        assert all(p.grad is not None for p in model["language_decoder"].span_tagger.parameters())
 
 
 def test_train_and_eval_commands(data, tmp_path, capsys):
@@ -141,7 +151,8 @@ def test_image_of_another_size_than_the_masks(data):
 
 def test_torchrun_two_processes_train_gella(data, tmp_path):
     """`torchrun --nproc_per_node 2 -m esgkit.core.cli train ...` (gloo): the GELLA task under DDP,
-    including steps where one process has no grounding sample (unused associator)."""
+    including steps where one process has no grounding sample (unused associator, pooling layer and
+    span tagger), with gella_tiny_trained's recipe options."""
     import os
     import subprocess
     import sys
@@ -150,8 +161,8 @@ def test_torchrun_two_processes_train_gella(data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "esgkit.core.cli",
-         "train", "gella_tiny", "--data", str(data), "--out", str(run), "--no-progress", *TINY, "train.steps=2",
-         "train.subtasks={description: 0.5, grounding: 0.5}"],
+         "train", "gella_tiny", "--data", str(data), "--out", str(run), "--no-progress", *TINY, *RECIPE,
+         "train.steps=2", "train.subtasks={description: 0.5, grounding: 0.5}"],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(run / "metrics.jsonl")
