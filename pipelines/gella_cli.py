@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if final is not None:
             shutil.copyfile(final / "model.safetensors", out / "gella.safetensors")
         plot_metrics(out / "metrics.jsonl", out / "loss.png",
-                     keys=("loss", "ans", "asso", "seg_class", "seg_mask", "seg_dice"))
+                     keys=("loss", "ans", "asso", "seg_class", "seg_mask", "seg_dice", "tag"), log_y=True)
         print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
               f"({summary['steps_per_s']:.2f} steps/s); step {summary['step']}, last loss "
               f"{summary['last'].get('loss', math.nan):.4f}")

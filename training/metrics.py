@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from esgkit.core.errors import InputError
 
-COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def read_metrics(path: str | Path, split: str = "train") -> list[dict[str, Any]]:
