@@ -201,9 +201,16 @@ class GellaPipeline(Pipeline):
             return torch.from_numpy(sample_masks(masks.masks, size, (size, size))).float()
         return self.with_image(self.colormap(masks), image)
 
-    def colormap(self, masks: EntityMasks) -> torch.Tensor:
-        """The colorizer's colormap as float (3, S, S) in [0, 1], resized and padded to mask_size."""
-        x = torch.from_numpy(self.colorizer.colorize(masks).image).permute(2, 0, 1).float() / 255.0
+    def colormap(self, masks: EntityMasks, colors: np.ndarray | None = None) -> torch.Tensor:
+        """The colormap as float (3, S, S) in [0, 1], resized and padded to mask_size: the colorizer's,
+        or the masks painted with ``colors`` (training draws fresh colours per sample)."""
+        if colors is None:
+            image = self.colorizer.colorize(masks).image
+        else:
+            from esgkit.components.colorizers.colorizers import paint
+
+            image = paint(masks, colors).image
+        x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
         return resize_pad(x, self.config.mask_size, mode="nearest")[0]
 
     def with_image(self, colormap: torch.Tensor, image: np.ndarray | torch.Tensor | None) -> torch.Tensor:
@@ -287,7 +294,10 @@ class GellaPipeline(Pipeline):
 
     def entity_grid(self, entities: EntityMasks, out: MaskDecoderOutput) -> torch.Tensor:
         """The input masks as float (N, H/4, W/4) on the decoder's mask grid (placed like the colormap)."""
-        return torch.from_numpy(sample_masks(entities.masks, self.config.mask_size, tuple(out.masks.shape[-2:]))).float()
+        return self._on_grid(entities, tuple(out.masks.shape[-2:]))
+
+    def _on_grid(self, entities: EntityMasks, grid: tuple[int, ...]) -> torch.Tensor:
+        return torch.from_numpy(sample_masks(entities.masks, self.config.mask_size, (grid[0], grid[1]))).float()
 
     def match_queries(self, query_masks: torch.Tensor, entities: EntityMasks,
                       entityness: torch.Tensor | None = None) -> np.ndarray:
@@ -296,7 +306,7 @@ class GellaPipeline(Pipeline):
         q = query_masks.shape[0]
         if len(entities) == 0:
             return np.full(q, -1, np.int64)
-        ent = torch.from_numpy(sample_masks(entities.masks, self.config.mask_size, tuple(query_masks.shape[-2:])))
+        ent = self._on_grid(entities, tuple(query_masks.shape[-2:]))
         if self.config.query_matching == "hungarian":
             from esgkit.training.matching import MatchCosts, hungarian_match
 
@@ -304,7 +314,7 @@ class GellaPipeline(Pipeline):
                 raise InputError("query_matching: hungarian needs the queries' entityness logits")
             # the costs of GellaTask's matching: unit weights on whole masks (no random points, so deterministic)
             costs = MatchCosts(class_weight=1.0, mask_weight=1.0, dice_weight=1.0, num_points=0)
-            rows, cols = hungarian_match(entityness.cpu().float(), query_masks.cpu().float(), ent.float(), costs=costs)
+            rows, cols = hungarian_match(entityness.cpu().float(), query_masks.cpu().float(), ent, costs=costs)
             out = np.full(q, -1, np.int64)
             out[rows.numpy()] = cols.numpy()
             return out

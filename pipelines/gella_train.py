@@ -150,17 +150,11 @@ def colormap_input(pipeline: Any, masks: Any, seed: int, image: Tensor | None = 
     """The colormap encoder's input with colours drawn from ``seed`` (random distinct colours per
     sample and epoch, as in the paper), or the pipeline's own input for other colorizers;
     ``image`` (3, S, S) is appended with ``pipeline.colormap_image``."""
-    from esgkit.components.colorizers.colorizers import paint
-    from esgkit.components.encoders.clip import resize_pad
-
     colorizer = pipeline.colorizer
     if pipeline.mask_input_kind != "colormap":
         return pipeline.mask_input(masks)
-    if not hasattr(colorizer, "colors"):
-        return pipeline.with_image(pipeline.colormap(masks), image)
-    colormap = paint(masks, colorizer.colors(len(masks), seed=seed))
-    x = torch.from_numpy(colormap.image).permute(2, 0, 1).float() / 255.0
-    return pipeline.with_image(resize_pad(x, pipeline.config.mask_size, mode="nearest")[0], image)
+    colors = colorizer.colors(len(masks), seed=seed) if hasattr(colorizer, "colors") else None
+    return pipeline.with_image(pipeline.colormap(masks, colors), image)
 
 
 class GellaTask(TrainingTask):
