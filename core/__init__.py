@@ -1,80 +1,25 @@
 """esgkit.core — the framework: data types, component interfaces, the plugin registry, configs and
-pipeline assembly. This is the public API third-party plugins build on; keep it small and stable."""
+pipeline assembly. This is the public API third-party plugins build on; keep it small and stable.
 
-from .errors import (
-    CheckpointError,
-    CompatibilityError,
-    ConfigError,
-    DuplicateComponentError,
-    EsgkitError,
-    InputError,
-    PluginError,
-    RegistryError,
-    UnknownComponentError,
-)
-from .hookspecs import hookimpl
-from .interfaces import (
-    Associator,
-    Colorizer,
-    ColormapEncoder,
-    Component,
-    Dataset,
-    Evaluator,
-    Executor,
-    Fuser,
-    LanguageDecoder,
-    LanguageOutput,
-    MaskDecoder,
-    MaskDecoderOutput,
-    NoConfig,
-    Pipeline,
-    Segmenter,
-    VisionEncoder,
-)
-from .config import load_config
-from .io import load_image, load_masks, save_masks
-from .pipeline import build_pipeline
-from .registry import Registry, get_registry
-from .types import Caption, Colormap, EntityMasks, Grounding, NounPhrase, PhraseGrounding
+Names are imported on first use (``from esgkit.core import Segmenter`` imports only the interfaces),
+so listing components stays fast: NumPy, OmegaConf and torch load only when something needs them.
+"""
 
-__all__ = [
-    "Associator",
-    "Caption",
-    "CheckpointError",
-    "Colorizer",
-    "Colormap",
-    "ColormapEncoder",
-    "CompatibilityError",
-    "Component",
-    "ConfigError",
-    "Dataset",
-    "DuplicateComponentError",
-    "EntityMasks",
-    "EsgkitError",
-    "Evaluator",
-    "Executor",
-    "Fuser",
-    "Grounding",
-    "InputError",
-    "LanguageDecoder",
-    "LanguageOutput",
-    "MaskDecoder",
-    "MaskDecoderOutput",
-    "NoConfig",
-    "NounPhrase",
-    "PhraseGrounding",
-    "Pipeline",
-    "PluginError",
-    "Registry",
-    "RegistryError",
-    "Segmenter",
-    "UnknownComponentError",
-    "VisionEncoder",
-    "build_pipeline",
-    "get_registry",
-    "hookimpl",
-    "load_config",
-    "load_image",
-    "load_masks",
-    "save_masks",
-]
+from .lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(("CheckpointError", "CompatibilityError", "ConfigError", "DuplicateComponentError", "EsgkitError",
+                     "InputError", "PluginError", "RegistryError", "UnknownComponentError"), "errors"),
+    "hookimpl": "hookspecs",
+    **dict.fromkeys(("Associator", "Colorizer", "ColormapEncoder", "Component", "Dataset", "Evaluator", "Executor",
+                     "Fuser", "LanguageDecoder", "LanguageOutput", "MaskDecoder", "MaskDecoderOutput", "NoConfig",
+                     "Pipeline", "Predictions", "Segmenter", "Task", "VisionEncoder"), "interfaces"),
+    "load_config": "config",
+    **dict.fromkeys(("load_image", "load_masks", "save_masks"), "io"),
+    "build_pipeline": "pipeline",
+    **dict.fromkeys(("Registry", "get_registry"), "registry"),
+    **dict.fromkeys(("Caption", "Colormap", "EntityMasks", "Grounding", "NounPhrase", "PhraseGrounding"), "types"),
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

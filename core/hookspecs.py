@@ -27,7 +27,23 @@ def esgkit_register_components(register: RegisterFn) -> None:
       listing stays fast for plugins with heavy imports;
     * ``description`` — one line for ``esgkit list`` (defaults to the class docstring's first line).
 
-    Built-in components register through this same hook.
+    Kinds: ``esgkit list`` prints them — the component kinds of the pipelines (``segmenter``,
+    ``colorizer``, …) and ``dataset``, ``evaluator``, ``task`` (a training task that ``esgkit train``
+    dispatches to), ``executor``. Built-in components register through this same hook.
+    """
+
+
+@hookspec
+def esgkit_config_dirs() -> list[str]:
+    """Return folders of shipped YAML configs.
+
+    ``esgkit run NAME``, ``esgkit train NAME`` … find ``NAME.yaml`` in them (a path given on the
+    command line always wins; the built-in configs are searched first). A plugin that ships
+    pipelines can ship their configs this way::
+
+        @hookimpl
+        def esgkit_config_dirs():
+            return [str(Path(__file__).parent / "configs")]
     """
 
 
@@ -40,4 +56,10 @@ def esgkit_register_commands(subparsers: Any) -> None:
 
         p = subparsers.add_parser("hello", help="say hello")
         p.set_defaults(func=lambda args: print("hello") or 0)
+
+    Each plugin's implementation runs on its own: one that raises is reported by ``esgkit plugins``
+    and its commands are left out (an error in strict mode, ``ESGKIT_STRICT_PLUGINS=1``).
     """
+
+
+__all__ = ["PROJECT", "RegisterFn", "esgkit_config_dirs", "esgkit_register_commands", "esgkit_register_components", "hookimpl", "hookspec"]

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
-from .types import Caption, Colormap, EntityMasks, NounPhrase
-
 if TYPE_CHECKING:
+    import numpy as np
     import torch
+
+    from .types import Caption, Colormap, EntityMasks, NounPhrase
 
 
 @dataclass
@@ -228,6 +227,15 @@ class Dataset(Component):
         for i in range(len(self)):
             yield self[i]
 
+    def ground_truth(self, evaluator: str, image_ids: Sequence[str], folder: str) -> tuple[str, dict[str, Any]]:
+        """The ground truth that the ``evaluator`` (a registry name: ``png``, ``res``, ``entity`` …)
+        scores predictions on ``image_ids`` against: a file path (written into ``folder`` when the
+        file must be cut down to those images) and the evaluator options it needs. Raises
+        InputError when this dataset has no such annotation."""
+        from .errors import InputError
+
+        raise InputError(f"dataset {type(self).__name__} has no ground truth for the {evaluator!r} evaluator")
+
 
 class Evaluator(Component):
     """Scores predictions against ground truth files: ``score(gt, pred)`` → {metric: value}.
@@ -237,6 +245,44 @@ class Evaluator(Component):
 
     @abstractmethod
     def score(self, gt: str, pred: str) -> dict[str, float]: ...
+
+
+@dataclass
+class Predictions:
+    """A prediction file written by ``Pipeline.predict`` for a registered evaluator to score.
+
+    ``evaluator``: its registry name; ``gt`` / ``pred``: the files it scores; ``options``: its config
+    options; ``keys``: which of its metrics to report, under which name (``{"AR": "AR_generated"}``;
+    None = all, as they are); ``name``: what ``predict(skip=…)`` calls this part."""
+
+    evaluator: str
+    gt: str
+    pred: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    keys: dict[str, str] | None = None
+    name: str = ""
+
+
+class Task(Component):
+    """A training task: what ``esgkit train`` runs for a pipeline config.
+
+    ``Config`` holds the task's own keys of the config's ``train:`` section (the trainer's generic
+    keys — lr, steps, batch size … — are ``esgkit.training.TrainConfig``). ``esgkit train`` builds a
+    task as ``cls(pipeline_config, data_dir, settings)`` and hands it to the trainer; the training
+    methods (model, dataset, losses) are those of ``esgkit.training.TrainingTask``. ``weights_name``
+    names the run's final weights, ``RUN/<weights_name>.safetensors``; ``loss_keys`` the terms plotted.
+    """
+
+    kind = "task"
+    weights_name: ClassVar[str] = "model"
+    loss_keys: ClassVar[tuple[str, ...]] = ("loss",)
+
+    @classmethod
+    def from_config(cls, config: Any) -> Component:
+        from .errors import CompatibilityError
+
+        raise CompatibilityError(f"task {cls.__name__} trains a pipeline config on a data folder; "
+                                 "build it as cls(pipeline_config, data_dir, settings) (what `esgkit train` does)")
 
 
 class Executor(Component):
@@ -255,6 +301,8 @@ class Pipeline(Component):
 
     kind = "pipeline"
     slots: ClassVar[Mapping[str, str]] = {}
+    weights_key: ClassVar[str] = ""
+    """The config key naming the pipeline's trained weights (``esgkit eval --checkpoint`` replaces it)."""
 
     @classmethod
     def from_components(cls, config: Any, components: Mapping[str, Component]) -> Pipeline:
@@ -270,12 +318,27 @@ class Pipeline(Component):
         """Write a result to ``out_dir``; return the written paths."""
         raise NotImplementedError(f"{type(self).__name__} does not write results")
 
+    def predict(self, dataset: Dataset, out_dir: str, *, max_images: int = 0, skip: Collection[str] = (),
+                progress: bool = True) -> list[Predictions]:
+        """Run on the first ``max_images`` samples of ``dataset`` (0 = all) and write prediction
+        files into ``out_dir`` in the formats of docs/formats.md, with the matching ground truth
+        (``Dataset.ground_truth``); ``esgkit eval`` scores each with its evaluator. ``skip`` names
+        parts not to predict."""
+        raise NotImplementedError(f"{type(self).__name__} writes no predictions for `esgkit eval`")
+
 
 INTERFACES: dict[str, type[Component]] = {
     cls.kind: cls
     for cls in (
         Segmenter, Colorizer, ColormapEncoder, VisionEncoder, Fuser, MaskDecoder,
-        LanguageDecoder, Associator, Dataset, Evaluator, Executor, Pipeline,
+        LanguageDecoder, Associator, Dataset, Evaluator, Task, Executor, Pipeline,
     )
 }
 """Every registry namespace and the interface its components implement."""
+
+
+__all__ = [
+    "INTERFACES", "Associator", "Colorizer", "ColormapEncoder", "Component", "Dataset", "Evaluator", "Executor",
+    "Fuser", "LanguageDecoder", "LanguageOutput", "MaskDecoder", "MaskDecoderOutput", "NoConfig", "Pipeline",
+    "Predictions", "Segmenter", "Task", "VisionEncoder",
+]

@@ -14,10 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .config import component_config, load_config, to_container, validate_dataclass
+from .config import load_config
 from .errors import ConfigError, EsgkitError, RegistryError
 from .interfaces import Pipeline
 from .registry import Registry, get_registry
+from .schema import to_container, validate_dataclass
 
 RESERVED_SECTIONS = ("train", "eval")
 """Top-level sections that are not pipeline slots: read by ``esgkit train`` / ``esgkit eval``."""
@@ -63,8 +64,8 @@ def validate_pipeline_config(config: DictConfig | dict[str, Any] | str, override
     for role, kind in cls.slots.items():
         if role not in values:
             raise ConfigError(f"pipeline {name!r} needs a {kind} here (run `esgkit list {kind}`)", key=role)
-        component_name, component_config_ = component_config(registry, kind, values[role], role)
-        slots[role] = (kind, component_name, component_config_)
+        component_name, component_config = registry.validated(kind, values[role], role)
+        slots[role] = (kind, component_name, component_config)
     return ValidatedPipelineConfig(cls, pipeline_config, slots)
 
 
@@ -82,3 +83,6 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
         raise RegistryError(f"assembling pipeline {checked.cls.__name__} failed: {type(exc).__name__}: {exc}") from exc
     pipeline.check()
     return pipeline
+
+
+__all__ = ["RESERVED_SECTIONS", "ValidatedPipelineConfig", "build_pipeline", "validate_pipeline_config"]

@@ -1,7 +1,9 @@
 """The component registry, filled through pluggy hooks by built-ins and third-party plugins alike.
 
 Third-party plugins are found through the ``esgkit`` entry-point group and loaded one at a time: a
-plugin that fails to import or register is reported and skipped, and the rest keep working.
+plugin that fails to import, registers wrongly, or implements a hook that does not exist (a
+misspelled ``esgkit_register_component``) is reported and skipped, and the rest keep working. Each
+plugin's ``esgkit_register_commands`` runs in isolation too, when the command line is built.
 Environment variables:
 
 * ``ESGKIT_STRICT_PLUGINS=1`` — a failing plugin is an error (``PluginError`` naming it);
@@ -18,14 +20,18 @@ import importlib.metadata
 import inspect
 import os
 import traceback
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, RegistryError, DuplicateComponentError, UnknownComponentError
+from .errors import (
+    DuplicateComponentError, EsgkitError, PluginError, RegistryError, UnknownComponentError, close_matches,
+)
 from .interfaces import INTERFACES, Component
 
 ENTRY_POINT_GROUP = "esgkit"
@@ -66,8 +72,14 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     components: list[str] = field(default_factory=list)
+    config_dirs: list[str] = field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
+    command_error: str | None = None  # its esgkit_register_commands failed (its commands are skipped)
+
+    @property
+    def where(self) -> str:
+        return f" ({self.distribution} {self.version})" if self.distribution else ""
 
 
 def _check_factory(kind: str, name: str, factory: Any, origin: str) -> None:
@@ -89,14 +101,22 @@ def _env_list(var: str) -> list[str] | None:
 
 
 def _description(factory: Any) -> str:
+    """The first line of the class docstring; for a lazy factory, where it will be imported from
+    (its docstring is not read, so that listing imports nothing)."""
     if isinstance(factory, str):
-        return ""
-    doc = inspect.getdoc(factory) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+        return f"(lazy {factory}; no description given)"
+    doc = (inspect.getdoc(factory) or "").strip()
+    return doc.splitlines()[0] if doc else f"({factory.__module__}.{factory.__qualname__}; no docstring)"
+
+
+def strict_plugins() -> bool:
+    """``ESGKIT_STRICT_PLUGINS`` is set: a plugin that fails is an error, not a warning."""
+    return os.environ.get("ESGKIT_STRICT_PLUGINS", "") not in ("", "0")
 
 
 class Registry:
-    """Components by kind and name, plus what each plugin contributed or why it failed."""
+    """Components by kind and name, the plugins' config folders, and what each plugin contributed
+    or why it failed."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in INTERFACES}
@@ -127,7 +147,7 @@ class Registry:
         if origin in self.plugins:
             self.plugins[origin].components.append(f"{kind}:{name}")
 
-    def _register_fn(self, origin: str):  # type: ignore[no-untyped-def]
+    def _register_fn(self, origin: str) -> Callable[..., None]:
         def register(kind: str, name: str, factory: Any, description: str | None = None) -> None:
             self.register(kind, name, factory, description, origin=origin)
 
@@ -135,7 +155,6 @@ class Registry:
 
     def load_plugins(self, builtin: Any, entry_points: Iterable[Any] | None = None) -> None:
         """Register the built-in plugin, then each third-party entry point, one at a time."""
-        strict = os.environ.get("ESGKIT_STRICT_PLUGINS", "") not in ("", "0")
         allow = _env_list("ESGKIT_PLUGINS")
         block = set(_env_list("ESGKIT_DISABLE_PLUGINS") or [])
         self._load_one(BUILTIN_PLUGIN, lambda: builtin, None, strict=True)
@@ -144,40 +163,67 @@ class Registry:
         for ep in sorted(entry_points, key=lambda e: e.name):
             if (allow is not None and ep.name not in allow) or ep.name in block:
                 continue
-            self._load_one(ep.name, ep.load, getattr(ep, "dist", None), strict=strict)
+            self._load_one(ep.name, ep.load, getattr(ep, "dist", None), strict=strict_plugins())
 
-    def _load_one(self, name: str, load: Any, dist: Any, strict: bool) -> None:
+    def _impls(self, hook: str, plugin: str) -> list[Any]:
+        return [i for i in getattr(self.plugin_manager.hook, hook).get_hookimpls() if i.plugin_name == plugin]
+
+    def _load_one(self, name: str, load: Callable[[], Any], dist: Any, strict: bool) -> None:
         info = PluginInfo(name, getattr(dist, "name", None), getattr(dist, "version", None))
         self.plugins[name] = info
         before = {k: dict(v) for k, v in self._entries.items()}
         try:
             module = load()
             self.plugin_manager.register(module, name=name)
-            for impl in self.plugin_manager.hook.esgkit_register_components.get_hookimpls():
-                if impl.plugin_name == name:
-                    impl.function(register=self._register_fn(name))
+            self.plugin_manager.check_pending()  # a hookimpl whose hook does not exist (misspelled)
+            for impl in self._impls("esgkit_register_components", name):
+                impl.function(register=self._register_fn(name))
+            for impl in self._impls("esgkit_config_dirs", name):
+                info.config_dirs += [str(Path(d)) for d in impl.function()]
         except Exception as exc:  # a broken plugin must not take the others down
             self._entries = before  # drop its partial registrations
             info.components.clear()
+            info.config_dirs.clear()
             if self.plugin_manager.has_plugin(name):
                 self.plugin_manager.unregister(name=name)
-            info.error = f"{type(exc).__name__}: {exc}"
+            info.error = _plugin_error(exc)
             info.traceback = traceback.format_exc()
-            where = f" ({info.distribution} {info.version})" if info.distribution else ""
-            if strict:
-                raise PluginError(
-                    f"plugin {name!r}{where} failed to load: {info.error} "
-                    "(unset ESGKIT_STRICT_PLUGINS to skip it, or ESGKIT_DISABLE_PLUGINS="
-                    f"{name} to disable it)"
-                ) from exc
-            import warnings
+            self._fail(info, exc, "failed to load", strict)
 
-            warnings.warn(f"esgkit plugin {name!r}{where} failed to load and is skipped: {info.error}", stacklevel=2)
+    def _fail(self, info: PluginInfo, exc: Exception, what: str, strict: bool) -> None:
+        message = f"plugin {info.name!r}{info.where} {what}: {_plugin_error(exc)}"
+        if strict:
+            raise PluginError(f"{message} (unset ESGKIT_STRICT_PLUGINS to skip it, or ESGKIT_DISABLE_PLUGINS="
+                              f"{info.name} to disable it)") from exc
+        warnings.warn(f"esgkit {message}; it is skipped", stacklevel=3)
+
+    def register_commands(self, subparsers: Any) -> None:
+        """Call every plugin's ``esgkit_register_commands`` in isolation: a hook that raises is
+        reported (``esgkit plugins``) and its half-added commands are removed; the others stay."""
+        for name, info in self.plugins.items():
+            if info.error:
+                continue
+            for impl in self._impls("esgkit_register_commands", name):
+                added_before = dict(subparsers.choices)
+                actions_before = list(subparsers._choices_actions)
+                try:
+                    impl.function(subparsers=subparsers)
+                except Exception as exc:
+                    for cmd in set(subparsers.choices) - set(added_before):
+                        del subparsers.choices[cmd]
+                    subparsers._choices_actions[:] = actions_before
+                    info.command_error = _plugin_error(exc)
+                    self._fail(info, exc, "could not add its commands", strict_plugins() or name == BUILTIN_PLUGIN)
 
     # ---------------------------------------------------------------- looking up
     @property
     def kinds(self) -> list[str]:
         return list(self._entries)
+
+    @property
+    def config_dirs(self) -> list[Path]:
+        """Every loaded plugin's folders of shipped configs, built-ins first."""
+        return [Path(d) for info in self.plugins.values() if not info.error for d in info.config_dirs]
 
     def names(self, kind: str, pattern: str | None = None) -> list[str]:
         self._check_kind(kind)
@@ -194,12 +240,24 @@ class Registry:
         """The component class registered as ``name`` under ``kind``."""
         return self.entry(kind, name, key).resolve()
 
+    def validated(self, kind: str, section: Mapping[str, Any] | str | Any, key: str) -> tuple[str, Any]:
+        """Split a config section ``{name: ..., **options}`` (or a bare name) into the name and a
+        validated ``Config`` instance; errors name the full key (``key.option``)."""
+        from .errors import ConfigError
+        from .schema import to_container, validate_dataclass
+
+        if isinstance(section, str):
+            section = {"name": section}
+        values = to_container(section) if section is not None else {}
+        if "name" not in values:
+            raise ConfigError(f"missing 'name' of the {kind} (run `esgkit list {kind}`)", key=f"{key}.name")
+        name = str(values.pop("name"))
+        return name, validate_dataclass(self.get(kind, name, f"{key}.name").Config, values, key)
+
     def build(self, kind: str, section: Mapping[str, Any] | Any, key: str | None = None) -> Component:
         """Build a component from its config section ``{name: ..., **options}``."""
-        from .config import component_config  # late: config imports this module
-
         key = key or kind
-        name, config = component_config(self, kind, section, key)
+        name, config = self.validated(kind, section, key)
         return self.create(kind, name, config, key)
 
     def create(self, kind: str, name: str, config: Any, key: str | None = None) -> Component:
@@ -208,20 +266,28 @@ class Registry:
         cls = self.get(kind, name, f"{key}.name")
         try:
             return cls.from_config(config)
+        except EsgkitError:
+            raise
         except Exception as exc:
-            from .errors import EsgkitError
-
-            if isinstance(exc, EsgkitError):
-                raise
             raise RegistryError(f"building {key} ({kind} {name!r}) failed: {type(exc).__name__}: {exc}") from exc
 
     def _check_kind(self, kind: str) -> None:
         if kind not in self._entries:
-            from .errors import close_matches
-
             hint = close_matches(kind, self._entries)
             extra = f" Did you mean {hint[0]!r}?" if hint else ""
             raise RegistryError(f"unknown component kind {kind!r}.{extra} Kinds: {', '.join(self._entries)}")
+
+
+def _plugin_error(exc: Exception) -> str:
+    """One line: the error, with a "did you mean" for a misspelled hook name."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, pluggy.PluginValidationError):
+        names = [n for n in dir(hookspecs) if n.startswith("esgkit_")]
+        bad = [w.strip("'\"().,:") for w in str(exc).split() if w.strip("'\"().,:").startswith("esgkit_")]
+        hints = [m for b in bad if b not in names for m in close_matches(b, names, n=1)]
+        if hints:
+            text += f" (not an esgkit hook; did you mean {hints[0]!r}?)"
+    return text
 
 
 _REGISTRY: Registry | None = None
@@ -231,9 +297,12 @@ def get_registry(reload: bool = False) -> Registry:
     """The process-wide registry, with built-ins and third-party plugins loaded (once)."""
     global _REGISTRY
     if _REGISTRY is None or reload:
-        from . import builtin
+        from esgkit import builtin
 
         registry = Registry()
         registry.load_plugins(builtin)
         _REGISTRY = registry
     return _REGISTRY
+
+
+__all__ = ["BUILTIN_PLUGIN", "ENTRY_POINT_GROUP", "Entry", "PluginInfo", "Registry", "get_registry", "strict_plugins"]

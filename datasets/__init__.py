@@ -2,6 +2,15 @@
 files, and the ShapesWorld synthetic benchmark that is written in those same formats.
 Sample keys of every reader are listed in docs/formats.md."""
 
+from esgkit.core.lazy import lazy_exports
+
+__all__ = ["CocoPanopticDataset", "EntitySegDataset", "PNGDataset", "RefCocoDataset", "ShapesWorldDataset", "generate",
+           "register_builtins"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "CocoPanopticDataset": "coco_panoptic", "EntitySegDataset": "entityseg", "PNGDataset": "png",
+    "RefCocoDataset": "refcoco", "ShapesWorldDataset": "shapesworld", "generate": "shapesworld",
+})
+
 
 def register_builtins(register) -> None:  # type: ignore[no-untyped-def]
     """Register this folder's built-in components (lazy 'module:Class' factories)."""

@@ -3,6 +3,7 @@ categories) read class-agnostically — every annotation, thing or stuff, is an 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +15,7 @@ from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_image
 
-from .common import dataset_file, read_json, segmentation_to_mask
+from .common import dataset_file, read_json, segmentation_to_mask, write_json
 
 
 class InstancesIndex:
@@ -47,6 +48,15 @@ class InstancesIndex:
         return EntityMasks(np.stack([segmentation_to_mask(a["segmentation"], h, w, f"{where} annotation {a.get('id')}")
                                      for a in anns]),
                            ids=np.array([int(a["id"]) for a in anns], np.int64))
+
+
+def entity_subset(path: str | Path, image_ids: Iterable[str], out: str | Path) -> str:
+    """Write the images ``image_ids`` of an EntitySeg-style JSON (and their annotations) to ``out``."""
+    keep = {str(i) for i in image_ids}
+    data = read_json(path, "EntitySeg JSON")
+    write_json(out, {**data, "images": [im for im in data["images"] if str(im["id"]) in keep],
+                     "annotations": [a for a in data["annotations"] if str(a["image_id"]) in keep]})
+    return str(out)
 
 
 class EntitySegDataset(Dataset):
@@ -91,6 +101,13 @@ class EntitySegDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def ground_truth(self, evaluator: str, image_ids: Sequence[str], folder: str) -> tuple[str, dict[str, Any]]:
+        """``entity``: this split's instances cut down to ``image_ids``, written into ``folder``."""
+        if evaluator != "entity":
+            return super().ground_truth(evaluator, image_ids, folder)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return entity_subset(self.index.path, image_ids, Path(folder) / Path(self.index.path).name), {}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_id = self.image_ids[index]

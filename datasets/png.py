@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from esgkit.core import Caption, Grounding, NounPhrase, PhraseGrounding
+from esgkit.core.types import encode_rle
 from esgkit.core.errors import InputError
 
 from .coco_panoptic import CocoPanopticDataset
@@ -111,6 +112,20 @@ class PNGDataset(CocoPanopticDataset):
         sample = self.panoptic_sample(narrative.image_id)
         sample.update(narrative_sample(narrative, sample["segments_info"], self.panoptic.json_path))
         return sample
+
+
+def png_predictions(sample: dict[str, Any], grounding: Grounding) -> list[dict[str, Any]]:
+    """Prediction-file entries (docs/formats.md) for one ``png``/``shapesworld`` sample from a
+    ``Grounding`` whose phrases are the sample's ``caption.phrases`` in order (phrase k's mask = union
+    of its entities). ``narrative_index`` (the narrative's place in the ground-truth file) is written
+    when the sample gives it."""
+    n = len(sample["caption"].phrases)
+    if len(grounding.groundings) != n:
+        raise InputError(f"image {sample['image_id']}: the grounding has {len(grounding.groundings)} phrases, "
+                         f"the caption {n}; ground the sample's own phrases")
+    where = {"narrative_index": sample["narrative_index"]} if "narrative_index" in sample else {}
+    return [{"image_id": sample["image_id"], **where, "phrase_index": k,
+             "segmentation": encode_rle(grounding.phrase_mask(k))} for k in range(n)]
 
 
 def narrative_sample(narrative: Narrative, segments_info: list[dict[str, Any]], where: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import dataclasses
 import multiprocessing
 import pickle
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 from esgkit.core.errors import InputError
 
 from .common import read_json, write_json
+from .entityseg import entity_subset
 from .png import PNGDataset, narrative_sample
 from .refcoco import read_refs
 from .shapesworld_language import Describer
@@ -234,6 +236,55 @@ class ShapesWorldDataset(PNGDataset):
         split: str = "val"
 
     name = "shapesworld"
+
+    def required_files(self) -> list[Path]:
+        """The files of the split (what ``esgkit data shapesworld`` writes), under ``root``."""
+        root, split = Path(self.config.root), self.config.split
+        return [root / "annotations" / f"panoptic_{split}.json", root / "annotations" / f"png_coco_{split}.json",
+                root / "annotations" / f"captions_{split}.json", root / f"refcoco_{split}" / "refs(unc).json",
+                root / split, root / "annotations" / f"panoptic_{split}"]
+
+    def check_files(self) -> Path:
+        """Raise an InputError naming the folder and the first missing file of the split, with the
+        command that makes it."""
+        root, split = Path(self.config.root), self.config.split
+        if not self.config.root:
+            raise InputError("dataset shapesworld: no root given; set root=<folder written by `esgkit data shapesworld`>")
+        make = f"`esgkit data shapesworld {root} --split {split}`"
+        if not root.is_dir():
+            raise InputError(f"data folder {root} does not exist; make one with {make}")
+        for path in self.required_files():
+            if not path.exists():
+                raise InputError(f"data folder {root} has no {path.relative_to(root)} (split {split!r}); make the "
+                                 f"split with {make} or pass the right --data/--split")
+        return root
+
+    def _path(self, explicit: str, candidates: list[str], what: str) -> Path:
+        if not explicit:
+            self.check_files()
+        return super()._path(explicit, candidates, what)
+
+    def ground_truth(self, evaluator: str, image_ids: Sequence[str], folder: str) -> tuple[str, dict[str, Any]]:
+        """The split's annotations cut down to ``image_ids`` and written into ``folder``: ``png``
+        (the narratives, in file order; scored with this split's panoptic files), ``res`` / ``rec``
+        (the refs) and ``entity`` (the EntitySeg-style instances)."""
+        root, split, keep = self.check_files(), self.config.split, {str(i) for i in image_ids}
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        if evaluator == "png":
+            narratives = read_json(root / "annotations" / f"png_coco_{split}.json", "narrative JSON")
+            path = out / f"png_coco_{split}.json"
+            write_json(path, [n for n in narratives if str(n["image_id"]) in keep])
+            return str(path), {"panoptic_json": str(root / "annotations" / f"panoptic_{split}.json"),
+                               "panoptic_dir": str(root / "annotations" / f"panoptic_{split}")}
+        if evaluator in ("res", "rec"):
+            refs = read_json(root / f"refcoco_{split}" / "refs(unc).json", "refs JSON")
+            path = out / "refs(unc).json"
+            write_json(path, [r for r in refs if str(r["image_id"]) in keep])
+            return str(path), {"instances_json": str(root / f"refcoco_{split}" / "instances.json")}
+        if evaluator == "entity":
+            return entity_subset(root / "annotations" / f"entityseg_{split}.json", keep, out / f"entityseg_{split}.json"), {}
+        return super().ground_truth(evaluator, image_ids, folder)
 
     @cached_property
     def narratives_by_image(self) -> dict[str, Any]:

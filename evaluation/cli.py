@@ -1,5 +1,5 @@
-"""``esgkit score TASK --gt GT --pred PRED [--out FILE] [key=value ...]``: score prediction files made
-by any method with a registered evaluator."""
+"""``esgkit score`` (score any method's prediction files with a registered evaluator) and
+``esgkit eval`` (run a pipeline on a dataset and score it, for any pipeline that predicts)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,34 @@ from pathlib import Path
 
 def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     p = subparsers.add_parser(
-        "score", help="score prediction files against ground truth (png, res, rec, entity, panoptic)",
+        "score", help="score prediction files against ground truth (esgkit list evaluator)",
         description="File formats: docs/formats.md. Evaluator options go after the files as key=value, "
                     "e.g. `esgkit score res --gt refs(unc).p --pred p.json split=val`.")
     p.add_argument("task", help="evaluator name (esgkit list evaluator)")
     p.add_argument("--gt", required=True, help="ground-truth file (or folder, for res/rec)")
     p.add_argument("--pred", required=True, help="prediction file")
     p.add_argument("--out", help="also write the metrics to this JSON file")
-    p.set_defaults(func=_score, accepts_overrides=True)  # key=value words: evaluator options
+    p.set_defaults(func=cmd_score, accepts_overrides=True)  # key=value words: evaluator options
+
+    e = subparsers.add_parser(
+        "eval", help="run a pipeline on a dataset split and score it (GELLA: PNG AR, noun recall, RES; "
+                     "segmenters: APe)",
+        description="The pipeline writes its prediction files and the matching ground truth beside --out "
+                    "(re-score them with `esgkit score`); each is scored by its registered evaluator. GELLA "
+                    "grounds on the dataset's ground-truth masks unless its segmenter says otherwise.")
+    e.add_argument("config", help="pipeline config: a name (e.g. gella_tiny_trained) or a YAML path")
+    e.add_argument("--data", required=True, help="the dataset's folder (e.g. written by `esgkit data shapesworld`)")
+    e.add_argument("--out", required=True, help="metrics JSON file to write")
+    e.add_argument("--dataset", default="shapesworld", help="dataset reader (esgkit list dataset; default shapesworld)")
+    e.add_argument("--checkpoint", help="weights replacing the config's own: a .safetensors file, or a run folder "
+                                        "of `esgkit train` (its newest checkpoint)")
+    e.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
+    e.add_argument("--skip", action="append", default=[], metavar="PART",
+                   help="a part of the pipeline's predictions not to run (GELLA: nouns, res); repeatable")
+    e.add_argument("--no-res", action="store_true", help="GELLA: skip the referring expressions (= --skip res)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval, accepts_overrides=True)
 
 
 def parse_options(options: list[str]) -> dict[str, str]:
@@ -38,16 +58,59 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(f"{k:<{width}}  {'n/a' if math.isnan(v) else f'{v:.4f}'}" for k, v in metrics.items())
 
 
-def _score(args: argparse.Namespace) -> int:
+def write_metrics(path: str | Path, record: dict, metrics: dict[str, float]) -> Path:
+    """``{**record, "metrics": …}`` as JSON (NaN written as null), creating the folder."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
+    out.write_text(json.dumps({**record, "metrics": clean}, indent=1))
+    return out
+
+
+def cmd_score(args: argparse.Namespace) -> int:
     from esgkit.core import get_registry
 
-    evaluator = get_registry().build("evaluator", {"name": args.task, **parse_options(getattr(args, "overrides", []))}, key="evaluator")
+    evaluator = get_registry().build("evaluator", {"name": args.task, **parse_options(getattr(args, "overrides", []))},
+                                     key="evaluator")
     metrics = evaluator.score(args.gt, args.pred)  # type: ignore[attr-defined]
     print(format_metrics(metrics))
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        clean = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-        path.write_text(json.dumps({"task": args.task, "gt": args.gt, "pred": args.pred, "metrics": clean}, indent=1))
-        print(f"wrote {path}")
+        print(f"wrote {write_metrics(args.out, {'task': args.task, 'gt': args.gt, 'pred': args.pred}, metrics)}")
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from esgkit.core import build_pipeline, get_registry, load_config
+    from esgkit.core.errors import ConfigError
+    from esgkit.core.schema import to_container
+    from esgkit.layers.weights import trained_weights
+
+    from .run import evaluate
+
+    registry = get_registry()
+    dataset = registry.build("dataset", {"name": args.dataset, "root": str(args.data), "split": args.split},
+                             key="dataset")
+    overrides = list(getattr(args, "overrides", []) or [])
+    config = to_container(load_config(args.config, overrides))
+    if args.checkpoint:  # these weights replace the config's own (which may not fit an overridden architecture)
+        pipeline_name = (config.get("pipeline") or {}).get("name", "")
+        key = registry.get("pipeline", str(pipeline_name), "pipeline.name").weights_key
+        if not key:
+            raise ConfigError(f"pipeline {pipeline_name!r} names no weights that --checkpoint could replace",
+                              key="pipeline.name")
+        section, option = key.split(".", 1)
+        config[section] = {**(config.get(section) or {}), option: str(trained_weights(args.checkpoint))}
+    pipeline = build_pipeline(config)
+    out = Path(args.out)
+    pred_dir = out.with_name(out.stem + "_predictions")
+    skip = set(args.skip) | ({"res"} if args.no_res else set())
+    metrics = evaluate(pipeline, dataset, pred_dir, max_images=args.max_images, skip=skip,
+                       progress=not args.no_progress)
+    print(format_metrics(metrics))
+    write_metrics(out, {"config": args.config, "overrides": overrides, "checkpoint": args.checkpoint,
+                        "data": str(args.data), "split": args.split}, metrics)
+    print(f"wrote {out} (predictions in {pred_dir})")
+    return 0
+
+
+__all__ = ["add_commands", "format_metrics", "parse_options", "write_metrics"]

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from esgkit.core import Evaluator, Grounding
-from esgkit.core.types import encode_rle
+from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
 from esgkit.datasets.coco_panoptic import PanopticIndex
 from esgkit.datasets.common import find_file
@@ -46,17 +45,6 @@ def official_phrase_mask(proposals: np.ndarray, scores: np.ndarray, plural: bool
         return proposals[int(np.argmax(scores))].copy()
     chosen = proposals[scores > threshold]
     return chosen.any(axis=0) if len(chosen) else np.zeros(proposals.shape[1:], bool)
-
-
-def png_predictions(sample: dict[str, Any], grounding: Grounding) -> list[dict[str, Any]]:
-    """Prediction-file entries for one ``png``/``shapesworld`` sample from a ``Grounding`` whose
-    phrases are the sample's ``caption.phrases`` in order (phrase k's mask = union of its entities)."""
-    n = len(sample["caption"].phrases)
-    if len(grounding.groundings) != n:
-        raise InputError(f"image {sample['image_id']}: the grounding has {len(grounding.groundings)} phrases, "
-                         f"the caption {n}; ground the sample's own phrases")
-    return [{"image_id": sample["image_id"], "narrative_index": sample.get("narrative_index", 0),
-             "phrase_index": k, "segmentation": encode_rle(grounding.phrase_mask(k))} for k in range(n)]
 
 
 class PNGEvaluator(Evaluator):

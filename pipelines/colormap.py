@@ -1,17 +1,47 @@
 """The colormap pipeline: a segmenter then a colorizer — the first half of GELLA's input path, and a
-quick way to see what any segmenter produces."""
+quick way to see what any segmenter produces. On a dataset it predicts the segmenter's entity masks,
+scored by class-agnostic entity AP (``entity`` evaluator: APe, APe_L, …)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from esgkit.core import Colorizer, Colormap, EntityMasks, Pipeline, Segmenter
+from esgkit.core import Colorizer, Colormap, Dataset, EntityMasks, Pipeline, Predictions, Segmenter
 from esgkit.core.io import save_image, save_masks
-from esgkit.core.visualize import draw_overlay
+from esgkit.core.types import encode_rle
+from esgkit.layers.painting import draw_overlay
+
+
+def entity_predictions(segmenter: Segmenter, dataset: Dataset, out_dir: str, max_images: int = 0,
+                       progress: bool = False, variants: str = "H,L") -> Predictions:
+    """Segment the first ``max_images`` samples (0 = all) and write the ``entity`` prediction file
+    (``{image_id, segmentation, score}`` per entity) with its ground truth into ``out_dir``."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = min(len(dataset), max_images) if max_images > 0 else len(dataset)
+    indices: Any = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc="segment", unit="img")
+    image_ids, preds = [], []
+    for i in indices:
+        sample = dataset[i]
+        image_id = str(sample["image_id"])
+        image_ids.append(image_id)
+        result = segmenter.segment(sample["image"], annotation=sample.get("masks"), image_id=image_id)
+        preds += [{"image_id": image_id, "segmentation": encode_rle(m), "score": float(s)}
+                  for m, s in zip(result.masks, result.scores)]
+    pred = folder / "entity_pred.json"
+    pred.write_text(json.dumps(preds))
+    gt, options = dataset.ground_truth("entity", image_ids, str(folder))
+    return Predictions("entity", gt, str(pred), {**options, "variants": variants}, name="entity")
 
 
 @dataclass
@@ -24,6 +54,7 @@ class ColormapPipeline(Pipeline):
     """Segment an image and paint each entity in its own colour."""
 
     slots = {"segmenter": "segmenter", "colorizer": "colorizer"}
+    weights_key = "segmenter.checkpoint"
 
     @dataclass
     class Config:
@@ -49,3 +80,13 @@ class ColormapPipeline(Pipeline):
         save_image(paths[1], overlay)
         save_masks(paths[2], result.masks)
         return [str(p) for p in paths]
+
+    def predict(self, dataset: Dataset, out_dir: str, *, max_images: int = 0, skip: Collection[str] = (),
+                progress: bool = True) -> list[Predictions]:
+        """The segmenter's entity masks (part ``entity``), for APe at full and low resolution."""
+        if "entity" in skip:
+            return []
+        return [entity_predictions(self.segmenter, dataset, out_dir, max_images, progress)]
+
+
+__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions"]

@@ -61,11 +61,13 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    import esgkit  # noqa: F401
-    from esgkit.core import get_registry, load_config
+    import tempfile
+
+    from esgkit.core import Predictions, get_registry, load_config
     from esgkit.core.io import load_image
     from esgkit.core.types import encode_rle
-    from esgkit.components.segmenters.training import open_entity_split, score_entity_predictions
+    from esgkit.evaluation.run import score_predictions
+    from esgkit.training.tasks.segmenters import open_entity_split
 
     config, overrides = setting_config(args, args.worker)
     segmenter = get_registry().build("segmenter", load_config(config, overrides).segmenter)
@@ -88,7 +90,11 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             preds.append({"image_id": image_id, "segmentation": encode_rle(mask), "score": score})
         del fused, image
     peak = peak_rss_mb()
-    metrics = score_entity_predictions(dataset.index.path, ids, preds, "H,L")
+    with tempfile.TemporaryDirectory() as tmp:
+        pred_file = Path(tmp) / "pred.json"
+        pred_file.write_text(json.dumps(preds))
+        gt, options = dataset.ground_truth("entity", ids, tmp)
+        metrics = score_predictions([Predictions("entity", gt, str(pred_file), {**options, "variants": "H,L"})])
     views = len(segmenter.regions(*size))
     from esgkit.components.segmenters.cropformer.segmenter import resized_input_size
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 
 from esgkit.core.errors import CheckpointError
+from esgkit.layers.weights import LATEST, latest_checkpoint, list_checkpoints, load_weights
 
 FORMAT = "esgkit-train-checkpoint-v1"
-LATEST = "latest.json"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 # --------------------------------------------------------------------------- RNG state
@@ -99,18 +97,6 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints in ``ckpt_dir`` as (step, path), oldest first."""
-    if not ckpt_dir.is_dir():
-        return []
-    found = []
-    for p in ckpt_dir.iterdir():
-        m = _STEP_DIR.match(p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
 def save_checkpoint(
     ckpt_dir: str | Path,
     step: int,
@@ -170,25 +156,6 @@ def save_checkpoint(
 # --------------------------------------------------------------------------- loading
 
 
-def latest_checkpoint(path: str | Path) -> Path | None:
-    """The newest complete checkpoint under a run folder, its ``checkpoints/`` folder, or ``path``
-    itself when it is a checkpoint folder. ``None`` when there is none."""
-    path = Path(path)
-    if (path / "model.safetensors").is_file():
-        return path
-    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    pointer = ckpt_dir / LATEST
-    if pointer.is_file():
-        try:
-            target = ckpt_dir / json.loads(pointer.read_text())["dir"]
-            if target.is_dir():
-                return target
-        except (ValueError, KeyError, TypeError):
-            pass  # unreadable pointer: fall back to the newest complete folder
-    found = list_checkpoints(ckpt_dir)
-    return found[-1][1] if found else None
-
-
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: ``state`` holds optimizer/scheduler/scaler/rng/extra, ``config`` the run's."""
@@ -198,22 +165,10 @@ class Checkpoint:
     state: dict[str, Any] = field(repr=False)
     config: dict[str, Any] = field(repr=False)
 
-    def load_model(self, model: torch.nn.Module, strict: bool = True) -> None:
+    def load_model(self, model: torch.nn.Module) -> None:
         """Load the weights into ``model``; a mismatch names the missing and unexpected keys."""
-        load_weights(model, self.path / "model.safetensors", strict=strict)
-
-
-def load_weights(model: torch.nn.Module, file: str | Path, strict: bool = True) -> None:
-    """Load a ``model.safetensors`` into ``model`` (CheckpointError names the keys that differ)."""
-    try:
-        missing, unexpected = load_model(model, str(file), strict=False)
-    except Exception as exc:  # corrupt file, shape mismatch
-        raise CheckpointError(f"{file}: cannot load weights ({type(exc).__name__}: {exc})") from exc
-    if strict and (missing or unexpected):
-        raise CheckpointError(
-            f"{file}: weights do not fit {type(model).__name__}: missing keys {sorted(missing)[:10]}, "
-            f"unexpected keys {sorted(unexpected)[:10]} (was it saved from another model or config?)"
-        )
+        load_weights(model, self.path / "model.safetensors", "training checkpoint",
+                     hint="was it saved from another model or config?")
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -232,3 +187,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{folder}: format {state.get('format')!r}, expected {FORMAT!r}")
     return Checkpoint(path=folder, step=int(state["step"]), state=state, config=meta.get("config", {}))
+
+
+__all__ = ["FORMAT", "Checkpoint", "capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint",
+           "step_dir_name"]

@@ -1,13 +1,16 @@
 """``TrainConfig``: the optimisation settings every esgkit training run shares.
 
 It is a plain dataclass so a YAML ``train:`` section validates against it with
-``esgkit.core.config.validate_dataclass`` (unknown keys and wrong types name the full key). The model,
+``esgkit.core.schema.validate_dataclass`` (unknown keys and wrong types name the full key). The model,
 its losses and its data come from the pipeline-specific task (see ``esgkit.training.trainer``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from esgkit.core.errors import ConfigError
 
@@ -76,3 +79,20 @@ class TrainConfig:
             raise ConfigError("warmup_steps, grad_clip and weight_decay must be >= 0", key="train")
         if list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones must be increasing, got {list(self.milestones)}", key="train.milestones")
+
+
+def split_train_section(section: Mapping[str, Any], task_config_cls: type) -> tuple[TrainConfig, Any]:
+    """A config's ``train:`` section → (TrainConfig, the task's own Config), each validated with its
+    full ``train.*`` key names: keys the task's Config declares go to it, the rest to TrainConfig
+    (``task``, which names the task, to neither)."""
+    from esgkit.core.schema import validate_dataclass
+
+    own = {f.name for f in dataclasses.fields(task_config_cls)}
+    values = {k: v for k, v in section.items() if k != "task"}
+    task_values = {k: v for k, v in values.items() if k in own}
+    train_values = {k: v for k, v in values.items() if k not in own}
+    return (validate_dataclass(TrainConfig, train_values, "train"),
+            validate_dataclass(task_config_cls, task_values, "train"))
+
+
+__all__ = ["AMP_MODES", "SCHEDULES", "TrainConfig", "split_train_section"]

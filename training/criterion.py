@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .losses import entityness_loss, mask_losses
-from .matching import MatchCosts, hungarian_match
+from esgkit.layers.matching import MatchCosts, hungarian_match
 
 
 @dataclass

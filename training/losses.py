@@ -21,17 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def point_sample(masks: Tensor, coords: Tensor) -> Tensor:
-    """Bilinearly sample ``masks`` (N, C, H, W) at ``coords`` (N, P, 2) given as (x, y) in [0, 1].
-
-    Returns (N, C, P), in float32 at least. Coordinates address the pixel grid with pixel centres at (i + 0.5)/W, i.e.
-    ``grid_sample(align_corners=False)``.
-    """
-    dtype = torch.promote_types(masks.dtype, torch.float32)  # half-precision coordinates would be coarse
-    grid = (2.0 * coords.to(dtype) - 1.0).unsqueeze(2)  # (N, P, 1, 2) in [-1, 1]
-    out = F.grid_sample(masks.to(dtype), grid, mode="bilinear", align_corners=False)
-    return out.squeeze(3)
+from esgkit.layers.points import point_sample, with_view_axis
 
 
 def uncertainty(logits: Tensor) -> Tensor:
@@ -63,15 +53,6 @@ def uncertain_point_coords(
     return chosen
 
 
-def _with_view_axis(masks: Tensor) -> Tensor:
-    """(M, H, W) → (M, 1, H, W); (M, V, H, W) unchanged."""
-    if masks.dim() == 3:
-        return masks.unsqueeze(1)
-    if masks.dim() != 4:
-        raise ValueError(f"masks must be (M, H, W) or (M, V, H, W), got shape {tuple(masks.shape)}")
-    return masks
-
-
 def sample_mask_points(
     pred_logits: Tensor,
     target_masks: Tensor,
@@ -86,8 +67,8 @@ def sample_mask_points(
     both are sampled at the same relative coordinates. ``num_points=0``: targets are resized to the
     prediction's size and every pixel is used.
     """
-    pred = _with_view_axis(pred_logits)
-    target = _with_view_axis(target_masks).to(pred.dtype)
+    pred = with_view_axis(pred_logits)
+    target = with_view_axis(target_masks).to(pred.dtype)
     m, v = pred.shape[:2]
     if target.shape[:2] != (m, v):
         raise ValueError(f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} differ in M or V")

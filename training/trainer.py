@@ -32,7 +32,7 @@ import json
 import math
 import random
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 import torch.distributed as dist
 
+from esgkit.core import Task
 from esgkit.core.errors import ConfigError, EsgkitError
 
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -54,13 +55,21 @@ from .distributed import DistInfo, ShardedBatches, all_gather_objects, barrier, 
 from .optim import build_optimizer, build_scheduler, freeze_parameters
 
 
-class TrainingTask(ABC):
-    """What a pipeline supplies to the ``Trainer``: model, data and losses.
+class TrainingTask(Task):
+    """What a pipeline supplies to the ``Trainer``: model, data and losses (a registered ``task``,
+    see ``esgkit.core.Task``, is one of these).
 
     The trainer seeds every RNG before calling ``build_model`` and ``train_dataset``, so both may use
     random initialisation. ``losses`` runs inside the DDP wrapper's forward, so it may call any method
-    of the model, not only ``forward``.
+    of the model, not only ``forward``. ``log_scale``: plot the loss curves on a log scale.
     """
+
+    log_scale: bool = False
+
+    def __init__(self, pipeline_config: Mapping[str, Any] | None = None, data_dir: str | Path = "",
+                 settings: Any = None) -> None:
+        """Tasks built by ``esgkit train`` get the pipeline config, the data folder and their own
+        validated settings; a task that needs none of them (a test's toy task) may skip this."""
 
     @abstractmethod
     def build_model(self) -> nn.Module:

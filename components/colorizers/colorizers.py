@@ -10,15 +10,7 @@ import numpy as np
 
 from esgkit.core import Colorizer, Colormap, EntityMasks
 from esgkit.core.errors import ConfigError
-
-
-def paint(masks: EntityMasks, colors: np.ndarray) -> Colormap:
-    """Paint each entity's colour; ascending score order so the higher score wins overlaps."""
-    h, w = masks.image_size
-    image = np.zeros((h, w, 3), np.uint8)
-    for i in np.argsort(masks.scores, kind="stable"):
-        image[masks.masks[i]] = colors[i]
-    return Colormap(image, colors)
+from esgkit.layers.painting import paint
 
 
 class _Palette:

@@ -61,3 +61,6 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
                 if module.base.bias is not None:
                     state[prefix + "bias"] = module.base.bias.detach()
     return state
+
+
+__all__ = ["LoraLinear", "add_lora", "merged_state_dict"]

@@ -132,3 +132,6 @@ class CopyConstraint:
     def can_end(self, text: str) -> bool:
         """True when the answer so far is complete: no unfinished phrase after the last <SEG>."""
         return not text.split(SEG_TOKEN)[-1].strip() and self._completed(text) is not None
+
+
+__all__ = ["CopyConstraint", "clean_phrase", "find_spans", "format_answer", "is_plural"]

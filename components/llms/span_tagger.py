@@ -75,4 +75,4 @@ def decode_spans(tags: Sequence[int]) -> list[tuple[int, int]]:
     return spans
 
 
-__all__ = ["SpanTagger", "bio_labels", "decode_spans", "BEGIN", "INSIDE", "OUTSIDE"]
+__all__ = ["BEGIN", "IGNORE_INDEX", "INSIDE", "OUTSIDE", "SpanTagger", "bio_labels", "decode_spans"]

@@ -150,5 +150,11 @@ def check_single_token(tokenizer: Any, token: str = SEG_TOKEN) -> int:
     return int(ids)
 
 
+__all__ = [
+    "IMAGE_TOKEN", "SEG_TOKEN", "TINY_TOKENIZER_DIR", "TINY_VOCAB_SIZE", "add_gella_tokens", "build_tiny_tokenizer_file",
+    "check_single_token", "load_tiny_tokenizer", "tiny_corpus", "write_tiny_tokenizer",
+]
+
+
 if __name__ == "__main__":
     print(write_tiny_tokenizer())

@@ -30,11 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import esgkit  # noqa: F401  (import hook: makes torchvision importable before segment_anything)
-from esgkit.core.checkpoints import key_names, state_mismatch
 from esgkit.core import EntityMasks, Segmenter
 from esgkit.core.errors import CheckpointError, ConfigError, InputError
-from esgkit.components.segmenters import weights_path
+from esgkit.layers.weights import key_names, mismatch, raise_mismatch, read_state_dict
 from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
@@ -85,44 +83,21 @@ def build_sam(model_type: str) -> Sam:
     return sam_model_registry[model_type](checkpoint=None)
 
 
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    file = weights_path(path)  # as given, or shipped in the package (pipelines/weights/...)
-    if not file.is_file():
-        raise CheckpointError(f"SAM checkpoint {path}: no such file (give the local path of e.g. sam_vit_b_01ec64.pth)")
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(file))
-        else:
-            state = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-tensor objects
-        raise CheckpointError(
-            f"SAM checkpoint {path} cannot be read as a state dict ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"SAM checkpoint {path} is not a plain state dict of tensors (the official .pth format)")
-    return state
-
-
 def load_sam_checkpoint(sam: Sam, path: str, model_type: str) -> None:
     """Load an official-format SAM state dict into ``sam``; CheckpointError names what does not fit."""
-    state = _read_state_dict(path)
+    state = read_state_dict(path, "SAM checkpoint")
     expected = sam.state_dict()
-    parts = state_mismatch(state, expected, limit=5)
-    if not parts:
-        sam.load_state_dict(state)
-        return
-    hint = ""
-    patch = state.get("image_encoder.patch_embed.proj.weight")
-    if patch is not None and _ENCODER_WIDTH.get(int(patch.shape[0]), model_type) != model_type:
-        hint = f" It looks like a {_ENCODER_WIDTH[int(patch.shape[0])]} checkpoint: set segmenter.model_type accordingly."
     if not any(k.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder.")) for k in state):
         raise CheckpointError(
-            f"{path} is not a SAM checkpoint: expected keys like {key_names(sorted(expected), 5)}; "
-            f"found keys {key_names(sorted(state), 5)}"
+            f"{path} is not a SAM checkpoint: expected keys like {key_names(expected, 5)}; "
+            f"found keys {key_names(state, 5)}"
         )
-    raise CheckpointError(f"SAM checkpoint {path} does not fit model_type {model_type!r} (" + "; ".join(parts) + ")." + hint)
+    hint = "give the checkpoint of this model_type (e.g. sam_vit_b_01ec64.pth for vit_b)"
+    patch = state.get("image_encoder.patch_embed.proj.weight")
+    if patch is not None and _ENCODER_WIDTH.get(int(patch.shape[0]), model_type) != model_type:
+        hint = f"it looks like a {_ENCODER_WIDTH[int(patch.shape[0])]} checkpoint: set segmenter.model_type accordingly"
+    raise_mismatch(f"SAM checkpoint {path} for model_type {model_type!r}", mismatch(state, expected, limit=5), hint)
+    sam.load_state_dict(state)
 
 
 def _cv2_available() -> bool:

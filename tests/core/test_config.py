@@ -3,7 +3,6 @@
 import pytest
 
 from esgkit.core import ConfigError, build_pipeline, get_registry, load_config
-from esgkit.core.config import component_config
 
 
 def write(path, text):
@@ -29,18 +28,18 @@ def test_shipped_config_by_name():
 def test_unknown_key_and_wrong_type_name_full_key():
     reg = get_registry()
     with pytest.raises(ConfigError, match=r"colorizer\.sede: unknown key\. Did you mean 'seed'\?") as err:
-        component_config(reg, "colorizer", {"name": "random", "sede": 3}, "colorizer")
+        reg.validated("colorizer", {"name": "random", "sede": 3}, "colorizer")
     assert err.value.key == "colorizer.sede"
     with pytest.raises(ConfigError) as err:
-        component_config(reg, "colorizer", {"name": "random", "seed": "many"}, "colorizer")
+        reg.validated("colorizer", {"name": "random", "seed": "many"}, "colorizer")
     assert err.value.key == "colorizer.seed"
-    name, config = component_config(reg, "colorizer", {"name": "random", "seed": "4"}, "colorizer")
+    name, config = reg.validated("colorizer", {"name": "random", "seed": "4"}, "colorizer")
     assert name == "random" and config.seed == 4
 
 
 def test_missing_name_and_bad_override(tmp_path):
     with pytest.raises(ConfigError, match=r"colorizer\.name: missing 'name'"):
-        component_config(get_registry(), "colorizer", {"seed": 1}, "colorizer")
+        get_registry().validated("colorizer", {"seed": 1}, "colorizer")
     with pytest.raises(ConfigError, match="not of the form key=value"):
         load_config("colormap", ["segmenter.name"])
 

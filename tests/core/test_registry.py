@@ -10,7 +10,7 @@ from esgkit.core import (
     Colorizer, ConfigError, DuplicateComponentError, EntityMasks, PluginError, Registry,
     RegistryError, Segmenter, UnknownComponentError, hookimpl,
 )
-from esgkit.core import builtin
+from esgkit import builtin
 
 
 class EchoSegmenter(Segmenter):
@@ -151,3 +151,84 @@ def test_build_wraps_constructor_errors_with_key():
     with pytest.raises(RegistryError, match=r"building segmenter \(segmenter 'boom'\) failed: ValueError: weights missing"):
         reg.build("segmenter", {"name": "boom"})
     _ = np  # numpy imported for EntityMasks
+
+
+def make_command_plugin(name, fail=False):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def esgkit_register_commands(subparsers):
+            p = subparsers.add_parser(f"{name}-cmd", help="a plugin command")
+            p.set_defaults(func=lambda args: 0)
+            if fail:
+                raise RuntimeError("boom in commands")
+
+    return Plugin
+
+
+def _parser(reg):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    reg.register_commands(sub)
+    return sub
+
+
+def test_a_broken_command_hook_is_isolated_and_reported():
+    eps = [FakeEntryPoint("good", make_command_plugin("good")),
+           FakeEntryPoint("bad", make_command_plugin("bad", fail=True), dist="esgkit-bad", version="0.3")]
+    reg = fresh(eps)
+    with pytest.warns(UserWarning, match=r"plugin 'bad' \(esgkit-bad 0.3\) could not add its commands"):
+        sub = _parser(reg)
+    assert "good-cmd" in sub.choices and "list" in sub.choices  # the others stay
+    assert "bad-cmd" not in sub.choices  # its half-added command is removed
+    assert "boom in commands" in reg.plugins["bad"].command_error
+    assert reg.plugins["bad"].error is None  # its components still load
+
+
+def test_a_broken_command_hook_fails_in_strict_mode(monkeypatch):
+    reg = fresh([FakeEntryPoint("bad", make_command_plugin("bad", fail=True))])
+    monkeypatch.setenv("ESGKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'bad'.*could not add its commands: RuntimeError: boom"):
+        _parser(reg)
+
+
+def test_a_misspelled_hook_is_reported_with_the_right_name():
+    class Misspelled:
+        @staticmethod
+        @hookimpl
+        def esgkit_register_component(register):  # missing "s": would silently never run
+            register("segmenter", "never", EchoSegmenter)
+
+    with pytest.warns(UserWarning, match="esgkit_register_component"):
+        reg = fresh([FakeEntryPoint("typo", Misspelled)])
+    assert "did you mean 'esgkit_register_components'" in reg.plugins["typo"].error
+    assert "never" not in reg.names("segmenter")
+
+
+def test_a_plugin_ships_configs_that_load_by_name(tmp_path):
+    (tmp_path / "mine.yaml").write_text("pipeline: {name: colormap}\nsegmenter: {name: ground_truth}\n"
+                                        "colorizer: {name: random}\n")
+
+    class Configs:
+        @staticmethod
+        @hookimpl
+        def esgkit_config_dirs():
+            return [str(tmp_path)]
+
+    from esgkit.core.config import load_config
+
+    reg = fresh([FakeEntryPoint("cfgs", Configs)])
+    assert reg.config_dirs[-1] == tmp_path and reg.plugins["cfgs"].config_dirs == [str(tmp_path)]
+    assert load_config("mine", search=reg.config_dirs).segmenter.name == "ground_truth"
+
+
+def test_every_entry_lists_a_one_line_description():
+    reg = fresh()
+    for kind in reg.kinds:
+        for name in reg.names(kind):
+            desc = reg.entry(kind, name).description
+            assert desc and "\n" not in desc and "no description" not in desc, (kind, name)
+    reg.register("colorizer", "lazy_one", "somewhere.module:Thing", origin="me")
+    assert reg.entry("colorizer", "lazy_one").description == "(lazy somewhere.module:Thing; no description given)"

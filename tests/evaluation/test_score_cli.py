@@ -71,7 +71,8 @@ def test_pipeline_style_predictions_from_groundings(sw_root, tmp_path):
     from esgkit.core import Grounding, PhraseGrounding
     from esgkit.datasets.png import ground_truth_grounding
     from esgkit.datasets.shapesworld import ShapesWorldDataset
-    from esgkit.evaluation.png import PNGEvaluator, png_predictions
+    from esgkit.datasets.png import png_predictions
+    from esgkit.evaluation.png import PNGEvaluator
 
     ds = ShapesWorldDataset(ShapesWorldDataset.Config(root=str(sw_root)))
     perfect, partial = [], []

@@ -4,3 +4,5 @@ Modules: ``crops`` (the four corner crops), ``model`` (the network), ``fusion`` 
 the original resolution), ``segmenter`` (the registered ``cropformer`` / ``mask2former`` segmenters).
 Nothing heavy is imported here, so listing components stays fast.
 """
+
+__all__: list[str] = []

@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import esgkit  # noqa: F401  (import hook: makes torchvision importable before timm/transformers)
-import timm
+from esgkit.layers.backbones import STRIDES, PyramidBackbone
 from transformers import Mask2FormerConfig
 from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerMaskedAttentionDecoderLayer,
@@ -41,7 +40,6 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerSinePositionEmbedding,
 )
 
-STRIDES = (4, 8, 16, 32)
 NUM_LEVELS = 3  # the decoder's cross-attention cycles over the 1/32, 1/16 and 1/8 maps
 
 
@@ -58,30 +56,6 @@ class CropFormerModelConfig:
     decoder_layers: int = 3
     pixel_decoder_layers: int = 1
     batch_level: bool = True  # False: image-level decoder only (Mask2Former)
-
-
-class TimmBackbone(nn.Module):
-    """A timm ``features_only`` model giving NCHW maps at strides 4, 8, 16, 32 (random init)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.body = timm.create_model(name, pretrained=False, features_only=True)
-        reductions = list(self.body.feature_info.reduction())
-        missing = [s for s in STRIDES if s not in reductions]
-        if missing:
-            raise ValueError(f"timm backbone {name!r} has no feature maps at strides {missing} (has {reductions})")
-        self.indices = [reductions.index(s) for s in STRIDES]
-        self.channels = [self.body.feature_info.channels()[i] for i in self.indices]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        feats = self.body(x)
-        out = []
-        for i, c in zip(self.indices, self.channels):
-            f = feats[i]
-            if f.shape[1] != c and f.shape[-1] == c:  # NHWC backbones (Swin)
-                f = f.permute(0, 3, 1, 2)
-            out.append(f.contiguous())
-        return out
 
 
 def sine_encoding(positions: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
@@ -135,7 +109,7 @@ class CropFormerModel(nn.Module):
             num_attention_heads=c.num_heads, num_queries=c.num_queries, dropout=0.0, pre_norm=False,
             common_stride=4, feature_strides=list(STRIDES), num_labels=1,
         )
-        self.backbone = TimmBackbone(c.backbone)
+        self.backbone = PyramidBackbone(c.backbone)
         self.pixel_decoder = Mask2FormerPixelDecoder(m2f, feature_channels=self.backbone.channels)
         dim = c.hidden_dim
         self.position_2d = Mask2FormerSinePositionEmbedding(num_position_features=dim // 2, normalize=True)

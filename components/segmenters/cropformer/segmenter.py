@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from esgkit.core.checkpoints import state_mismatch
 from esgkit.core import EntityMasks, Segmenter
-from esgkit.core.errors import CheckpointError, InputError
-from esgkit.components.segmenters import weights_path
+from esgkit.core.errors import InputError
+from esgkit.layers.weights import load_state, read_state_dict, select_prefix
 
 from .crops import CROP_RATIO, STRIDE_RATIO, Region, cut_views, sample_training_regions, view_regions
 from .fusion import FusedMasks, fuse_views
@@ -45,28 +44,14 @@ def _model_config(config: object, batch_level: bool) -> CropFormerModelConfig:
 
 
 def load_checkpoint(model: nn.Module, path: str) -> None:
-    """Load a safetensors file of the network's weights (``model.`` prefixes, as a trainer wrapping
-    the network writes them, are accepted). Raises CheckpointError naming missing/unexpected keys."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    file = weights_path(path)  # as given, or shipped in the package (pipelines/weights/...)
-    if not file.is_file():
-        raise CheckpointError(f"checkpoint {path}: no such file (give a local .safetensors path)")
-    try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: not a safetensors file ({exc})") from exc
+    """Load a weights file of the network (``model.`` prefixes, as a trainer wrapping the network
+    writes them, are accepted). Raises CheckpointError naming missing/unexpected keys."""
+    state = read_state_dict(path, "CropFormer checkpoint")
     if state and all(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items()}
-    parts = state_mismatch(state, model.state_dict())
-    if parts:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit {type(model).__name__} built from this config ("
-            + "; ".join(parts) + "); check that the config (backbone, hidden_dim, num_queries, "
-            "decoder_layers …) matches the one the checkpoint was trained with"
-        )
-    model.load_state_dict(state)
+        state = select_prefix(state, "model.", str(path))
+    load_state(model, state, f"checkpoint {path} for {type(model).__name__} built from this config",
+               "check that the config (backbone, hidden_dim, num_queries, decoder_layers …) matches the one "
+               "the checkpoint was trained with")
 
 
 class CropFormerSegmenter(nn.Module, Segmenter):

@@ -1,17 +1,27 @@
 """Registers scikit-image's graph-based (Felzenszwalb) and superpixel (SLIC) segmentations as
-class-agnostic esgkit segmenters. Everything a third party needs is in this file."""
+class-agnostic esgkit segmenters. Everything a third party needs is in this file. Heavy imports
+(NumPy, scikit-image) happen inside the methods, so ``esgkit list`` stays fast with the plugin
+installed (or register ``"module:Class"`` strings, which are imported on first use)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+from esgkit.core import Segmenter, hookimpl
 
-from esgkit.core import EntityMasks, Segmenter, hookimpl
+if TYPE_CHECKING:
+    import numpy as np
+
+    from esgkit.core import EntityMasks
 
 
 def _labels_to_masks(labels: np.ndarray, min_area: int) -> EntityMasks:
     """One entity per label region of at least ``min_area`` pixels, larger regions first."""
+    import numpy as np
+
+    from esgkit.core import EntityMasks
+
     ids, counts = np.unique(labels, return_counts=True)
     keep = [(int(i), int(c)) for i, c in zip(ids, counts) if c >= min_area]
     keep.sort(key=lambda ic: -ic[1])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from esgkit.components.llms.llava import LlavaLlamaDecoder
+from esgkit.components.llms.llava import LlavaLlamaDecoder, sources
 from esgkit.components.llms.tokenizer import TINY_TOKENIZER_DIR, load_tiny_tokenizer
 
 gguf = pytest.importorskip("gguf", reason="writing and reading GGUF needs the 'gguf' package (extra 'smollm')")
@@ -84,8 +84,8 @@ def test_any_llama_gguf_loads_into_the_decoder(gguf_file):
 def test_gguf_cache_converts_once_and_reloads_the_same(gguf_file, tmp_path, monkeypatch):
     path, lm = gguf_file
     reads = []
-    original = LlavaLlamaDecoder._load_causal_lm_dir
-    monkeypatch.setattr(LlavaLlamaDecoder, "_load_causal_lm_dir", lambda self, d: reads.append(d) or original(self, d))
+    original = sources.load_causal_lm_dir
+    monkeypatch.setattr(sources, "load_causal_lm_dir", lambda d, dtype: reads.append(d) or original(d, dtype))
     config = LlavaLlamaDecoder.Config(source="gguf", path=str(path), gguf_cache=str(tmp_path))
     first = LlavaLlamaDecoder(config)
     (cached,) = tmp_path.iterdir()

@@ -83,7 +83,7 @@ def test_unreadable_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="cannot be read"):
         build(checkpoint=str(tmp_path / "junk.pth"))
     torch.save({"model": {"a": torch.zeros(1)}}, tmp_path / "nested.pth")
-    with pytest.raises(CheckpointError, match="plain state dict"):
+    with pytest.raises(CheckpointError, match="is not a SAM checkpoint: expected keys like image_encoder"):
         build(checkpoint=str(tmp_path / "nested.pth"))
 
 

@@ -1,0 +1,280 @@
+"""Training GELLA (paper section 4.3): the ``TrainingTask`` that ``esgkit train`` hands to the generic
+``esgkit.training.Trainer``.
+
+Losses, summed with uniform weights by default (``train.loss_weights`` changes them)::
+
+    seg_class + seg_mask + seg_dice   L_seg: entityness BCE + mask BCE + Dice; queries Hungarian-matched
+                                      to the *input* entity masks (the decoder learns to reconstruct
+                                      them), every decoder layer (deep supervision)
+    asso                              L_asso: BCE of the associator's v×q logits against G_A, where
+                                      G_A[i, j] = 1 when query j's matched entity is one of phrase i's
+                                      segments (one-to-many for plurals); final layer's matching
+    ans                               L_ans: token cross-entropy on the answer, <SEG> tokens included
+    tag                               (noun_extraction: tag only) BIO cross-entropy of the span tagger
+                                      on the caption tokens of the nouns / grounding / res prompts
+
+Every sample draws one subtask (``train.subtasks``; paper: description 0.2 / nouns 0.2 / grounding
+0.6; ``res`` — the referring-expression prompt answered with the expression and one ``<SEG>`` — is
+an optional fourth). All subtasks train L_seg and L_ans; ``grounding`` and ``res`` also train L_asso
+with E_vl taken at the teacher-forced ``<SEG>`` positions. The subtask and the colormap colours are
+drawn in ``collate`` from torch's RNG, which the trainer checkpoints, so ``--resume`` is exact.
+
+The ``train:`` section of a GELLA YAML holds both the generic ``TrainConfig`` keys (lr, steps,
+batch_size, freeze, …) and the task's own keys (``GellaTrainConfig``); ``esgkit train`` separates
+them (``esgkit.training.config.split_train_section``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from esgkit.core.errors import CompatibilityError, ConfigError
+from esgkit.layers.geometry import sample_masks
+
+from ..data import PreparedSplit
+from ..trainer import TrainingTask
+
+SUBTASKS = ("description", "nouns", "grounding", "res")
+
+
+@dataclass
+class GellaTrainConfig:
+    """GELLA-specific training settings (keys of the ``train:`` section besides ``TrainConfig``'s)."""
+
+    subtasks: dict[str, float] = field(default_factory=lambda: {"description": 0.2, "nouns": 0.2, "grounding": 0.6})
+    split: str = "train"            # the ShapesWorld split under --data
+    max_images: int = 0             # 0 = the whole split
+    mask_points: int = 0            # points sampled per mask for the mask losses; 0 = every stride-4 cell
+    no_object_weight: float = 0.1   # entityness weight of unmatched queries (Mask2Former)
+    asso_pos_weight: float = 1.0    # BCE weight of the positive noun↔entity pairs
+    val_split: str = ""             # evaluate on this split during training ("" = no evaluation)
+    val_images: int = 16            # images of val_split used by those evaluations
+
+
+def check_subtasks(settings: GellaTrainConfig) -> None:
+    """ConfigError for an unknown subtask or no positive ratio (key ``train.subtasks``)."""
+    unknown = sorted(set(settings.subtasks) - set(SUBTASKS))
+    if unknown:
+        raise ConfigError(f"unknown subtask {unknown[0]!r}; choose from {', '.join(SUBTASKS)}", key="train.subtasks")
+    if sum(max(0.0, float(v)) for v in settings.subtasks.values()) <= 0:
+        raise ConfigError("at least one subtask needs a positive ratio", key="train.subtasks")
+
+
+def open_split(data_dir: str | Path, split: str) -> Any:
+    """The ShapesWorld split under ``data_dir``, its files checked (the error says how to make them)."""
+    from esgkit.datasets.shapesworld import ShapesWorldDataset
+
+    dataset = ShapesWorldDataset(ShapesWorldDataset.Config(root=str(data_dir), split=split))
+    dataset.check_files()
+    return dataset
+
+
+class GellaSamples(PreparedSplit):
+    """ShapesWorld samples prepared for GELLA: CLIP pixels, entity masks, stride-4 targets, phrases
+    with their entity indices, the description and the referring expressions. Prepared once per
+    image and kept in memory (the split is small; resizing is the costly part)."""
+
+    def __init__(self, pipeline: Any, data_dir: str | Path, split: str, max_images: int = 0) -> None:
+        self.pipeline = pipeline
+        super().__init__(open_split(data_dir, split), max_images)
+
+    def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return prepare_sample(self.pipeline, sample)
+
+
+def target_grid(pipeline: Any) -> tuple[int, int]:
+    """Side of the mask decoder's stride-4 output for the pipeline's mask_size."""
+    side = pipeline.config.mask_size // 4
+    return side, side
+
+
+def prepare_sample(pipeline: Any, sample: dict[str, Any]) -> dict[str, Any]:
+    """One ShapesWorld sample → what ``GellaTask.collate`` needs (no randomness here)."""
+    masks = sample["masks"]
+    position = {int(i): k for k, i in enumerate(masks.ids)}
+    caption = sample["caption"]
+    phrase_entities = [[position[int(s)] for s in segs if int(s) in position] for segs in sample["phrase_segments"]]
+    refs = [(r["sent"], [position[int(r["segment_id"])]]) for r in sample.get("refs", []) if int(r["segment_id"]) in position]
+    targets = sample_masks(masks.masks, pipeline.config.mask_size, target_grid(pipeline))
+    return {
+        "image_id": sample["image_id"],
+        "pixels": pipeline.vision_encoder.preprocess(sample["image"]).to(torch.float16),
+        "small_image": pipeline.small_image(sample["image"]).to(torch.float16) if pipeline.config.colormap_image else None,
+        "masks": masks,
+        "targets": torch.from_numpy(targets),
+        "silhouettes": pipeline.entity_shapes(masks),
+        "caption": caption.text,
+        "phrases": [p.text for p in caption.phrases],
+        "phrase_entities": phrase_entities,
+        "description": sample.get("description", ""),
+        "refs": refs,
+    }
+
+
+def colormap_input(pipeline: Any, masks: Any, seed: int, image: Tensor | None = None) -> Tensor:
+    """The colormap encoder's input with colours drawn from ``seed`` (random distinct colours per
+    sample and epoch, as in the paper), or the pipeline's own input for other colorizers;
+    ``image`` (3, S, S) is appended with ``pipeline.colormap_image``."""
+    colorizer = pipeline.colorizer
+    if pipeline.mask_input_kind != "colormap":
+        return pipeline.mask_input(masks)
+    colors = colorizer.colors(len(masks), seed=seed) if hasattr(colorizer, "colors") else None
+    return pipeline.with_image(pipeline.colormap(masks, colors), image)
+
+
+class GellaTask(TrainingTask):
+    """GELLA's losses (L_seg + L_asso + L_ans) on a ShapesWorld split, subtasks sampled per sample."""
+
+    Config = GellaTrainConfig
+    weights_name = "gella"
+    loss_keys = ("loss", "ans", "asso", "seg_class", "seg_mask", "seg_dice", "tag")
+    log_scale = True
+
+    def __init__(self, pipeline_config: Mapping[str, Any], data_dir: str | Path,
+                 settings: GellaTrainConfig | None = None) -> None:
+        self.config = {k: v for k, v in pipeline_config.items() if k not in ("train", "eval")}
+        # Training starts from the components' own initialisation, never from the weights a config
+        # ships for inference (e.g. gella_tiny_trained's pipeline.checkpoint).
+        if isinstance(self.config.get("pipeline"), dict) and self.config["pipeline"].get("checkpoint"):
+            self.config["pipeline"] = {**self.config["pipeline"], "checkpoint": ""}
+        self.data_dir = Path(data_dir)
+        self.settings = settings or GellaTrainConfig()
+        check_subtasks(self.settings)
+        open_split(self.data_dir, self.settings.split)
+        names = list(self.settings.subtasks)
+        self.subtask_names = names
+        self.subtask_probs = torch.tensor([max(0.0, float(self.settings.subtasks[k])) for k in names], dtype=torch.float64)
+        self.pipeline: Any = None
+        self._val: Any = None
+
+    # ------------------------------------------------------------------ TrainingTask
+    def build_model(self) -> nn.Module:
+        from esgkit.core import build_pipeline
+
+        pipeline = build_pipeline(dict(self.config))
+        if not hasattr(pipeline, "visual_forward"):
+            raise CompatibilityError(f"{type(pipeline).__name__} is not a GELLA pipeline; esgkit train supports pipeline: gella")
+        lang = pipeline.language_decoder
+        if not all(hasattr(lang, a) for a in ("build_inputs", "collate", "forward")):
+            raise CompatibilityError(f"language_decoder ({type(lang).__name__}) has no training interface "
+                                     "(build_inputs, collate, forward); use llava_llama")
+        self.pipeline = pipeline
+        return pipeline.model
+
+    def train_dataset(self) -> Sequence[Any]:
+        return GellaSamples(self._built(), self.data_dir, self.settings.split, self.settings.max_images)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"pipeline_config": self.config, "gella_train": dataclasses.asdict(self.settings),
+                "data": str(self.data_dir)}
+
+    def _built(self) -> Any:
+        if self.pipeline is None:
+            self.build_model()
+        return self.pipeline
+
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        pipeline = self._built()
+        lang = pipeline.language_decoder
+        tokens = int(np.prod(pipeline.vision_encoder.grid_size))
+        picks = torch.multinomial(self.subtask_probs, len(samples), replacement=True).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (len(samples),)).tolist()
+        inputs, tasks, entities = [], [], []
+        for s, pick, seed in zip(samples, picks, seeds):
+            task = self.subtask_names[pick]
+            if task == "res" and not s["refs"] or task in ("nouns", "grounding") and not s["phrases"]:
+                task = "description"
+            if task == "description":
+                inputs.append(lang.build_inputs("description", s["description"] or s["caption"], (), tokens))
+                entities.append([])
+            elif task == "res":
+                sent, ents = s["refs"][int(torch.randint(len(s["refs"]), ()).item())]
+                inputs.append(lang.build_inputs("res", sent, [sent], tokens))
+                entities.append([ents])
+            else:
+                inputs.append(lang.build_inputs("nouns" if task == "nouns" else "grounding", s["caption"], s["phrases"], tokens))
+                entities.append(s["phrase_entities"] if task == "grounding" else [])
+            tasks.append(task)
+        return {
+            "pixels": torch.stack([s["pixels"].float() for s in samples]),
+            "mask_input": torch.stack([colormap_input(pipeline, s["masks"], seed, s.get("small_image"))
+                                       for s, seed in zip(samples, seeds)]),
+            "targets": [s["targets"].float() for s in samples],
+            "silhouettes": [s.get("silhouettes") for s in samples],
+            "lang": lang.collate(inputs),
+            "tasks": tasks,
+            "phrase_entities": entities,
+        }
+
+    def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Tensor]:
+        from ..criterion import SetCriterion, SetCriterionConfig
+        from ..losses import association_loss
+
+        pipeline = self._built()
+        z_v = model["vision_encoder"](batch["pixels"])
+        pyramid = model["colormap_encoder"](batch["mask_input"])
+        out = model["mask_decoder"](model["fuser"](z_v, pipeline.vision_encoder.grid_size, pyramid))
+        criterion = SetCriterion(SetCriterionConfig(class_weight=1.0, mask_weight=1.0, dice_weight=1.0,
+                                                    no_object_weight=self.settings.no_object_weight,
+                                                    num_points=self.settings.mask_points))
+        targets = batch["targets"]
+        aux = [(a["entityness"], a["masks"]) for a in out.aux]
+        seg = criterion(out.entityness, out.masks, targets, aux=aux)
+        lang = model["language_decoder"](z_v, **batch["lang"])
+        terms = {"seg_class": seg["class"], "seg_mask": seg["mask"], "seg_dice": seg["dice"], "ans": lang.loss}
+        if lang.tag_loss is not None:  # language_decoder.noun_extraction: tag
+            terms["tag"] = lang.tag_loss
+
+        rows, goals = [], []
+        if any(batch["phrase_entities"]):
+            with torch.no_grad():
+                matches = criterion.match(out.entityness, out.masks, targets)
+            entity_of_query = []
+            for q_idx, t_idx in matches:
+                mapped = torch.full((out.masks.shape[1],), -1, dtype=torch.long)
+                mapped[q_idx] = t_idx
+                entity_of_query.append(mapped)
+            e_vc = pipeline.entity_embeddings(out, entity_of_query, targets,  # out.embeddings unless pooling
+                                              batch.get("silhouettes"))
+        for b, phrase_entities in enumerate(batch["phrase_entities"]):
+            if not phrase_entities:
+                continue
+            e_vl = lang.seg_embeddings[b]
+            if e_vl.shape[0] != len(phrase_entities):
+                raise CompatibilityError(f"the answer holds {e_vl.shape[0]} <SEG> tokens for {len(phrase_entities)} "
+                                         "phrases; the tokenizer must encode <SEG> as one id")
+            logits = model["associator"](e_vl, e_vc[b])
+            goal = torch.zeros_like(logits)
+            for v, ents in enumerate(phrase_entities):
+                if ents:
+                    goal[v] = torch.isin(entity_of_query[b], torch.tensor(ents, dtype=torch.long)).to(goal)
+            rows.append(logits)
+            goals.append(goal)
+        if rows:
+            pos = self.settings.asso_pos_weight
+            terms["asso"] = association_loss(torch.cat(rows), torch.cat(goals), None if pos == 1.0 else pos)
+        else:  # keeps the associator (and the decoder's pooling layer) in the graph (DDP), contributing nothing
+            idle = [*model["associator"].parameters(), *getattr(model["mask_decoder"], "pooled", nn.Identity()).parameters()]
+            terms["asso"] = sum(p.sum() for p in idle) * 0.0
+        return terms
+
+    def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:
+        if not self.settings.val_split:
+            return None
+        from esgkit.evaluation.run import evaluate
+
+        if self._val is None:
+            self._val = open_split(self.data_dir, self.settings.val_split)
+        metrics = evaluate(self._built(), self._val, max_images=self.settings.val_images, skip=("res",), progress=False)
+        return {k: v for k, v in metrics.items() if k in ("AR", "AR_th", "AR_st", "noun_recall")}
+
+
+__all__ = ["SUBTASKS", "GellaSamples", "GellaTask", "GellaTrainConfig", "check_subtasks", "open_split", "prepare_sample"]
