@@ -3,28 +3,19 @@ against ground-truth files in the documented formats (docs/formats.md); ``esgkit
 any method's files, ``esgkit eval`` runs a pipeline's ``predict`` on a dataset and scores what it
 wrote (``run.evaluate``)."""
 
-from esgkit.core.lazy import lazy_exports
+from esgkit.core.lazy import builtin_components
 
-__all__ = ["EntityEvaluator", "NounExtractionEvaluator", "PNGEvaluator", "PanopticEvaluator", "RECEvaluator",
-           "RESEvaluator", "evaluate", "register_builtins", "score_predictions"]
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "PNGEvaluator": "png", "RESEvaluator": "referring", "RECEvaluator": "referring", "EntityEvaluator": "entity",
-    "PanopticEvaluator": "panoptic", "NounExtractionEvaluator": "nouns", "evaluate": "run",
-    "score_predictions": "run",
-})
-
-
-def register_builtins(register) -> None:  # type: ignore[no-untyped-def]
-    """Register this folder's built-in components (lazy 'module:Class' factories)."""
-    register("evaluator", "png", f"{__name__}.png:PNGEvaluator",
-             "Panoptic Narrative Grounding: AR, AR_th, AR_st, AR_sing, AR_pl, acc@0.5")
-    register("evaluator", "nouns", f"{__name__}.nouns:NounExtractionEvaluator",
-             "noun extraction: recall and precision of a model's own noun phrases (exact caption spans)")
-    register("evaluator", "res", f"{__name__}.referring:RESEvaluator",
-             "Referring segmentation: cIoU, gIoU, Prec@0.5-0.9")
-    register("evaluator", "rec", f"{__name__}.referring:RECEvaluator",
-             "Referring comprehension: Acc@0.5 of boxes")
-    register("evaluator", "entity", f"{__name__}.entity:EntityEvaluator",
-             "Class-agnostic entity AP (APe, AP50, AP75) with pycocotools; H and L variants")
-    register("evaluator", "panoptic", f"{__name__}.panoptic:PanopticEvaluator",
-             "Panoptic quality PQ, SQ, RQ (all / things / stuff)")
+__all__, __getattr__, __dir__, register_builtins = builtin_components(__name__, [
+    ("evaluator", "png", "png:PNGEvaluator",
+     "Panoptic Narrative Grounding: AR, AR_th, AR_st, AR_sing, AR_pl, acc@0.5"),
+    ("evaluator", "nouns", "nouns:NounExtractionEvaluator",
+     "noun extraction: recall and precision of a model's own noun phrases (exact caption spans)"),
+    ("evaluator", "res", "referring:RESEvaluator",
+     "Referring segmentation: cIoU, gIoU, Prec@0.5-0.9"),
+    ("evaluator", "rec", "referring:RECEvaluator",
+     "Referring comprehension: Acc@0.5 of boxes"),
+    ("evaluator", "entity", "entity:EntityEvaluator",
+     "Class-agnostic entity AP (APe, AP50, AP75) with pycocotools; H and L variants"),
+    ("evaluator", "panoptic", "panoptic:PanopticEvaluator",
+     "Panoptic quality PQ, SQ, RQ (all / things / stuff)"),
+], {"score_predictions": "run", "evaluate": "run"})

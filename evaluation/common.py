@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,31 @@ def read_prediction_list(path: str | Path, required: tuple[str, ...]) -> list[di
         if missing:
             raise InputError(f"prediction file {path}: entry {k} lacks {', '.join(repr(m) for m in missing)}")
     return data
+
+
+def narratives_by_image(narratives: Sequence[Any]) -> dict[str, list[int]]:
+    """image id → the indices of its narratives in the ground-truth list (PNG-style files)."""
+    out: dict[str, list[int]] = {}
+    for n in narratives:
+        out.setdefault(n.image_id, []).append(n.index)
+    return out
+
+
+def narrative_of(item: dict[str, Any], by_image: dict[str, list[int]], gt: str | Path, pred: str | Path, k: int) -> int:
+    """The ground-truth narrative a prediction entry is about: its ``narrative_index``, which may be
+    left out when its image has one narrative only; InputError naming the entry otherwise."""
+    image_id = str(item["image_id"])
+    if image_id not in by_image:
+        raise InputError(f"prediction file {pred}: entry {k} names image_id {image_id}, which {gt} does not have")
+    index = item.get("narrative_index")
+    if index is None:
+        if len(by_image[image_id]) > 1:
+            raise InputError(f"prediction file {pred}: entry {k}: image {image_id} has several narratives "
+                             "in the GT; add narrative_index (its position in the GT list)")
+        return by_image[image_id][0]
+    if int(index) not in by_image[image_id]:
+        raise InputError(f"prediction file {pred}: entry {k}: narrative_index {index} is not a narrative of image {image_id}")
+    return int(index)
 
 
 def prediction_mask(item: dict[str, Any], height: int, width: int, path: str | Path, k: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
 from esgkit.datasets.png import read_narratives
 
-from .common import read_prediction_list
+from .common import narrative_of, narratives_by_image, read_prediction_list
 
 
 class NounExtractionEvaluator(Evaluator):
@@ -32,25 +32,14 @@ class NounExtractionEvaluator(Evaluator):
 
     def score(self, gt: str, pred: str) -> dict[str, float]:
         narratives = read_narratives(gt)
-        by_image: dict[str, list[int]] = {}
-        for n in narratives:
-            by_image.setdefault(n.image_id, []).append(n.index)
+        by_image = narratives_by_image(narratives)
         predicted: dict[int, list[tuple[int, int]]] = {}
         for k, item in enumerate(read_prediction_list(pred, ("image_id", "phrases"))):
-            image_id = str(item["image_id"])
-            if image_id not in by_image:
-                raise InputError(f"prediction file {pred}: entry {k} names image_id {image_id}, which {gt} does not have")
-            index = item.get("narrative_index")
-            if index is None:
-                if len(by_image[image_id]) > 1:
-                    raise InputError(f"prediction file {pred}: entry {k}: image {image_id} has several narratives "
-                                     "in the GT; add narrative_index (its position in the GT list)")
-                index = by_image[image_id][0]
-            if int(index) not in by_image[image_id] or int(index) in predicted:
-                raise InputError(f"prediction file {pred}: entry {k}: narrative_index {index} is not a narrative "
-                                 f"of image {image_id}, or is given twice")
+            index = narrative_of(item, by_image, gt, pred, k)
+            if index in predicted:
+                raise InputError(f"prediction file {pred}: entry {k} repeats narrative {index} of image {item['image_id']}")
             try:
-                predicted[int(index)] = [(int(a), int(b)) for a, b in item["phrases"]]
+                predicted[index] = [(int(a), int(b)) for a, b in item["phrases"]]
             except (TypeError, ValueError) as exc:
                 raise InputError(f"prediction file {pred}: entry {k}: phrases must be [[start, end], ...] "
                                  f"character spans ({exc})") from exc

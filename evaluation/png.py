@@ -12,7 +12,6 @@ without a prediction counts as an empty mask (IoU 0).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from esgkit.datasets.coco_panoptic import PanopticIndex
 from esgkit.datasets.common import find_file
 from esgkit.datasets.png import read_narratives
 
-from .common import mask_iou, mean, prediction_mask, ratio, read_prediction_list
+from .common import mask_iou, mean, narrative_of, narratives_by_image, prediction_mask, ratio, read_prediction_list
 
 
 def average_recall(ious: list[float]) -> float:
@@ -77,22 +76,11 @@ class PNGEvaluator(Evaluator):
         narratives = read_narratives(gt_path)
         panoptic = self._panoptic(gt_path)
         preds = read_prediction_list(pred, ("image_id", "phrase_index", "segmentation"))
-        by_image: dict[str, list[int]] = defaultdict(list)
-        for n in narratives:
-            by_image[n.image_id].append(n.index)
+        by_image = narratives_by_image(narratives)
         table: dict[tuple[int, int], tuple[int, dict[str, Any]]] = {}
         for k, item in enumerate(preds):
             image_id = str(item["image_id"])
-            if image_id not in by_image:
-                raise InputError(f"prediction file {pred}: entry {k} names image_id {image_id}, which {gt} does not have")
-            nidx = item.get("narrative_index")
-            if nidx is None:
-                if len(by_image[image_id]) > 1:
-                    raise InputError(f"prediction file {pred}: entry {k}: image {image_id} has several narratives "
-                                     "in the GT; add narrative_index (its position in the GT list)")
-                nidx = by_image[image_id][0]
-            if int(nidx) not in by_image[image_id]:
-                raise InputError(f"prediction file {pred}: entry {k}: narrative_index {nidx} is not a narrative of image {image_id}")
+            nidx = narrative_of(item, by_image, gt, pred, k)
             n_phr = len(narratives[int(nidx)].phrase_segments)
             p = item["phrase_index"]
             if not isinstance(p, int) or not 0 <= p < n_phr:

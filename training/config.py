@@ -85,10 +85,19 @@ def split_train_section(section: Mapping[str, Any], task_config_cls: type) -> tu
     """A config's ``train:`` section → (TrainConfig, the task's own Config), each validated with its
     full ``train.*`` key names: keys the task's Config declares go to it, the rest to TrainConfig
     (``task``, which names the task, to neither)."""
+    from esgkit.core.errors import ConfigError, close_matches
     from esgkit.core.schema import validate_dataclass
 
     own = {f.name for f in dataclasses.fields(task_config_cls)}
     values = {k: v for k, v in section.items() if k != "task"}
+    known = own | {f.name for f in dataclasses.fields(TrainConfig)} | {"task"}
+    for key in values:
+        if key not in known:
+            hint = close_matches(str(key), known)
+            extra = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"unknown key.{extra} The trainer's keys: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}; "
+                              f"the task's ({task_config_cls.__name__}): {', '.join(sorted(own)) or '(none)'}",
+                              key=f"train.{key}")
     task_values = {k: v for k, v in values.items() if k in own}
     train_values = {k: v for k, v in values.items() if k not in own}
     return (validate_dataclass(TrainConfig, train_values, "train"),

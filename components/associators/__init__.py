@@ -1,14 +1,10 @@
 """The ``associator`` kind: noun embeddings E_vl × entity embeddings E_vc → association logits."""
 
-from esgkit.core.lazy import lazy_exports
+from esgkit.core.lazy import builtin_components
 
-__all__ = ["FCAssociator", "MLPAssociator", "register_builtins"]
-__getattr__, __dir__ = lazy_exports(__name__, {"FCAssociator": "associators", "MLPAssociator": "associators"})
-
-
-def register_builtins(register) -> None:  # type: ignore[no-untyped-def]
-    """Register this folder's built-in components (lazy 'module:Class' factories)."""
-    register("associator", "fc", f"{__name__}.associators:FCAssociator",
-             "FC(E_vl)·FC(E_vc)ᵀ association logits (paper eq. 16)")
-    register("associator", "mlp", f"{__name__}.associators:MLPAssociator",
-             "FC+ReLU+FC on each side, then the dot product (Table XXIII)")
+__all__, __getattr__, __dir__, register_builtins = builtin_components(__name__, [
+    ("associator", "fc", "associators:FCAssociator",
+     "FC(E_vl)·FC(E_vc)ᵀ association logits (paper eq. 16)"),
+    ("associator", "mlp", "associators:MLPAssociator",
+     "FC+ReLU+FC on each side, then the dot product (Table XXIII)"),
+])

@@ -1,4 +1,4 @@
-"""`esgkit list` wall time (target: well under 2 s). Run: pytest tests/benchmarks --benchmark-enable"""
+"""`esgkit list` wall time (target: ≤ 0.3 s, median of 5 on an idle machine). Run: pytest tests/benchmarks --benchmark-enable"""
 
 import subprocess
 import sys

@@ -1,6 +1,7 @@
 """The command line as a user runs it: listing, plugins, config, run, and its error messages."""
 
 import json
+import subprocess
 import sys
 import textwrap
 
@@ -158,3 +159,16 @@ def test_config_show_validates_every_section(cli):
     assert res.returncode == 2 and "colorizer.sede: unknown key" in res.stderr
     res = cli("config", "show", "--no-validate", "colormap", "colorizer.sede=1")
     assert res.returncode == 0 and "sede: 1" in res.stdout
+
+
+def test_listing_imports_no_heavy_library():
+    """`esgkit list` (with the installed plugins) imports neither torch nor NumPy nor OmegaConf: it stays fast."""
+    code = ("import sys, contextlib, io; from esgkit.core.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['list'])\n"
+            "heavy = {'torch', 'numpy', 'omegaconf'} & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_config_list_names_the_shipped_configs(cli):
+    res = cli("config", "list")
+    assert res.returncode == 0 and "gella_tiny_trained" in res.stdout and "pipelines/configs" in res.stdout

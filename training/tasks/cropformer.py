@@ -26,7 +26,7 @@ the crop and the flip are drawn in ``collate`` from torch's RNG, which the train
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,10 @@ from esgkit.components.segmenters.cropformer.crops import cut_views
 from esgkit.components.segmenters.cropformer.segmenter import (
     SIZE_DIVISIBILITY, CropFormerSegmenter, resized_input_size,
 )
-from esgkit.core.schema import to_container
 
 from ..criterion import SetCriterion, SetCriterionConfig
 from ..data import PreparedSplit
-from ..trainer import TrainingTask
-from .segmenters import open_entity_split, segmenter_parts, validation_ap
+from .segmenters import SegmenterTask, open_entity_split, segmenter_parts
 
 
 @dataclass
@@ -90,7 +88,7 @@ class EntityViews(PreparedSplit):
         return {"views": views, "targets": targets, "mirror": torch.tensor(mirror)}
 
 
-class CropFormerTask(TrainingTask):
+class CropFormerTask(SegmenterTask):
     """Trains the config's ``cropformer`` or ``mask2former`` segmenter on an EntitySeg-style split."""
 
     Config = CropFormerTrainConfig
@@ -108,7 +106,6 @@ class CropFormerTask(TrainingTask):
             class_weight=c.class_weight, mask_weight=c.mask_weight, dice_weight=c.dice_weight,
             no_object_weight=c.no_object_weight, num_points=c.num_points))
         self._template = self.segmenter_cls(self.segmenter_config)  # preprocessing only (no weights used)
-        self._val: Any = None
 
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> nn.Module:
@@ -160,18 +157,6 @@ class CropFormerTask(TrainingTask):
             for k, value in self.criterion(level[-1]["logits"], level[-1]["masks"], targets, aux).items():
                 terms[f"batch_{k}"] = value
         return terms
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"pipeline": to_container(self.pipeline_config), "task": asdict(self.task_config)}
-
-    def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:
-        """APe / APe_L of the segmenter on ``val_split`` (its first ``val_images`` images)."""
-        c = self.task_config
-        if not c.val_split:
-            return None
-        if self._val is None:
-            self._val = open_entity_split(self.data_dir, c.val_split)
-        return validation_ap(self._val, model, c.val_images)
 
 
 __all__ = ["CropFormerTask", "CropFormerTrainConfig", "EntityViews"]

@@ -35,13 +35,11 @@ from torch import Tensor, nn
 
 from esgkit.components.segmenters.sam import SamSegmenter, build_sam
 from esgkit.core.errors import ConfigError
-from esgkit.core.schema import to_container
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..data import PreparedSplit
-from ..trainer import TrainingTask
-from .segmenters import open_entity_split, segmenter_parts, validation_ap
+from .segmenters import SegmenterTask, open_entity_split, segmenter_parts
 
 PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)  # Sam's defaults
 PIXEL_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
@@ -112,7 +110,7 @@ class PromptSamples(PreparedSplit):
         return {"image": image, "targets": targets}
 
 
-class SamTask(TrainingTask):
+class SamTask(SegmenterTask):
     """Trains the config's ``sam`` segmenter (the tiny SAM) with point prompts."""
 
     Config = SamTrainConfig
@@ -128,7 +126,6 @@ class SamTask(TrainingTask):
                               "the official vit_b/l/h are loaded from their released checkpoints",
                               key="segmenter.model_type")
         self.task_config = settings or SamTrainConfig()
-        self._val: Any = None
 
     def build_model(self) -> nn.Module:
         """A randomly initialised tiny ``Sam`` (its state dict has the official key names)."""
@@ -181,21 +178,13 @@ class SamTask(TrainingTask):
             return {"mask": zero, "iou": zero}
         return {"mask": torch.cat(mask_terms).mean(), "iou": c.iou_weight * torch.cat(iou_terms).mean()}
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"pipeline": to_container(self.pipeline_config), "task": asdict(self.task_config)}
-
-    def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:
-        """APe / APe_L of the automatic mask generator on ``val_split`` (first ``val_images`` images)."""
-        c = self.task_config
-        if not c.val_split:
-            return None
-        if self._val is None:
-            self._val = open_entity_split(self.data_dir, c.val_split)
+    def validation_segmenter(self, model: nn.Module) -> SamSegmenter:
+        """The automatic mask generator around the trained SAM, on a ``val_points_per_side`` grid."""
         config = SamSegmenter.Config(**{**asdict(self.segmenter_config), "checkpoint": "",
-                                        "points_per_side": c.val_points_per_side})
+                                        "points_per_side": self.task_config.val_points_per_side})
         segmenter = SamSegmenter(config)
         segmenter.sam = model
-        return validation_ap(self._val, segmenter, c.val_images)
+        return segmenter
 
 
 __all__ = ["PromptSamples", "SamTask", "SamTrainConfig", "dice_per_mask", "mask_iou", "sigmoid_focal_loss"]

@@ -10,14 +10,19 @@ num_points, …). The data folder is what ``esgkit data shapesworld`` writes (th
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from esgkit.core import Segmenter, get_registry
 from esgkit.core.errors import InputError
 from esgkit.core.schema import to_container
+
+from ..trainer import TrainingTask
 
 
 def section(config: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -58,4 +63,31 @@ def validation_ap(dataset: Any, segmenter: Segmenter, max_images: int) -> dict[s
     return {k: v for k, v in metrics.items() if k in ("APe", "APe_L", "AP50")}
 
 
-__all__ = ["open_entity_split", "section", "segmenter_parts", "validation_ap"]
+class SegmenterTask(TrainingTask):
+    """A task training the config's segmenter: the run's config and APe on ``val_split`` every
+    evaluation. Subclasses set ``task_config`` (with ``val_split`` / ``val_images``), ``pipeline_config``
+    and ``data_dir``, and may override ``validation_segmenter``."""
+
+    task_config: Any
+    pipeline_config: Any
+    data_dir: Path
+    _val: Any = None
+
+    def validation_segmenter(self, model: nn.Module) -> Segmenter:
+        """The segmenter whose APe is measured (default: the trained model itself)."""
+        return model  # type: ignore[return-value]
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"pipeline": to_container(self.pipeline_config), "task": dataclasses.asdict(self.task_config)}
+
+    def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:
+        """APe, APe_L and AP50 on ``val_split`` (its first ``val_images`` images)."""
+        c = self.task_config
+        if not c.val_split:
+            return None
+        if self._val is None:
+            self._val = open_entity_split(self.data_dir, c.val_split)
+        return validation_ap(self._val, self.validation_segmenter(model), c.val_images)
+
+
+__all__ = ["SegmenterTask", "open_entity_split", "section", "segmenter_parts", "validation_ap"]

@@ -50,12 +50,7 @@ class TimmColormapEncoder(nn.Module, ColormapEncoder):
 class MobileNetV2ColormapEncoder(TimmColormapEncoder):
     """Paper's colormap encoder: MobileNetV2 (default here: width-0.35 tiny variant; set backbone=mobilenetv2_100)."""
 
-    @dataclass
-    class Config:
-        backbone: str = "mobilenetv2_035"  # paper: mobilenetv2_100
-        img_size: int = 0
-        options: dict[str, Any] = field(default_factory=dict)
-        checkpoint: str = ""
+    Config = TimmColormapEncoder.Config  # the same options; the paper uses backbone=mobilenetv2_100
 
 
 class SwinTinyColormapEncoder(TimmColormapEncoder):
@@ -74,9 +69,5 @@ class SwinLargeColormapEncoder(TimmColormapEncoder):
     """Swin-L colormap encoder (Table XVI ablation); tiny=true (default) shrinks it for tests."""
 
     @dataclass
-    class Config:
-        backbone: str = "swin_large_patch4_window7_224"
-        img_size: int = 128  # Swin needs the input size at build time (= the pipeline's mask_size)
-        tiny: bool = True    # shrink to a ≈0.7M-parameter Swin for tests; false = the real Swin-L
-        options: dict[str, Any] = field(default_factory=dict)
-        checkpoint: str = ""
+    class Config(SwinTinyColormapEncoder.Config):
+        backbone: str = "swin_large_patch4_window7_224"  # the other fields: as Swin-T's

@@ -1,5 +1,5 @@
 """The shipped gella_tiny model: small, loads strictly, and `esgkit eval` reproduces the model
-card's numbers (docs/models/gella_tiny.md) on the first images of the same val split."""
+card's numbers (models/gella_tiny/README.md) on the first images of the same val split."""
 
 import json
 from pathlib import Path
