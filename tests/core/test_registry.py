@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from esgkit.core import (
-    Colorizer, ConfigError, DuplicateComponentError, EntityMasks, PluginError, Registry,
+    ConfigError, EntityMasks, PluginError, Registry,
     RegistryError, Segmenter, UnknownComponentError, hookimpl,
 )
 from esgkit import builtin
