@@ -14,6 +14,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .errors import CompatibilityError, InputError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -227,13 +229,21 @@ class Dataset(Component):
         for i in range(len(self)):
             yield self[i]
 
+    def take(self, max_images: int = 0, progress: str = "") -> Iterable[int]:
+        """The indices of the first ``max_images`` samples (all when ≤ 0), behind a progress bar
+        labelled ``progress`` when it is given."""
+        n = min(len(self), max_images) if max_images > 0 else len(self)
+        if not progress:
+            return range(n)
+        from tqdm.auto import tqdm
+
+        return tqdm(range(n), desc=progress, unit="img")
+
     def ground_truth(self, evaluator: str, image_ids: Sequence[str], folder: str) -> tuple[str, dict[str, Any]]:
         """The ground truth that the ``evaluator`` (a registry name: ``png``, ``res``, ``entity`` …)
         scores predictions on ``image_ids`` against: a file path (written into ``folder`` when the
         file must be cut down to those images) and the evaluator options it needs. Raises
         InputError when this dataset has no such annotation."""
-        from .errors import InputError
-
         raise InputError(f"dataset {type(self).__name__} has no ground truth for the {evaluator!r} evaluator")
 
 
@@ -279,8 +289,6 @@ class Task(Component):
 
     @classmethod
     def from_config(cls, config: Any) -> Component:
-        from .errors import CompatibilityError
-
         raise CompatibilityError(f"task {cls.__name__} trains a pipeline config on a data folder; "
                                  "build it as cls(pipeline_config, data_dir, settings) (what `esgkit train` does)")
 

@@ -30,7 +30,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import (
-    DuplicateComponentError, EsgkitError, PluginError, RegistryError, UnknownComponentError, close_matches,
+    ConfigError, DuplicateComponentError, EsgkitError, PluginError, RegistryError, UnknownComponentError, close_matches,
 )
 from .interfaces import INTERFACES, Component
 
@@ -243,7 +243,6 @@ class Registry:
     def validated(self, kind: str, section: Mapping[str, Any] | str | Any, key: str) -> tuple[str, Any]:
         """Split a config section ``{name: ..., **options}`` (or a bare name) into the name and a
         validated ``Config`` instance; errors name the full key (``key.option``)."""
-        from .errors import ConfigError
         from .schema import to_container, validate_dataclass
 
         if isinstance(section, str):

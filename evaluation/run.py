@@ -5,6 +5,7 @@ names, so the numbers are the benchmark's own and the files can be re-scored wit
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ def evaluate(pipeline: Pipeline, dataset: Dataset, out_dir: str | Path | None = 
              skip: Collection[str] = (), progress: bool = True) -> dict[str, Any]:
     """The metrics of ``pipeline`` on the first ``max_images`` samples of ``dataset`` (0 = all), plus
     ``images`` (how many). Prediction files go to ``out_dir`` (a temporary folder when None)."""
-    n = min(len(dataset), max_images) if max_images > 0 else len(dataset)
+    n = len(dataset.take(max_images))
+    if n == 0:
+        warnings.warn(f"dataset {type(dataset).__name__} has no samples: nothing is evaluated", stacklevel=2)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out_dir) if out_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -24,14 +24,8 @@ def entity_predictions(segmenter: Segmenter, dataset: Dataset, out_dir: str, max
     (``{image_id, segmentation, score}`` per entity) with its ground truth into ``out_dir``."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    n = min(len(dataset), max_images) if max_images > 0 else len(dataset)
-    indices: Any = range(n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc="segment", unit="img")
     image_ids, preds = [], []
-    for i in indices:
+    for i in dataset.take(max_images, progress="segment" if progress else ""):
         sample = dataset[i]
         image_id = str(sample["image_id"])
         image_ids.append(image_id)

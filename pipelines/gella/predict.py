@@ -77,23 +77,17 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
         raise ConfigError(f"GELLA predicts {', '.join(PARTS)}; cannot skip {', '.join(sorted(unknown))}")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    n = min(len(dataset), max_images) if max_images > 0 else len(dataset)
     nouns, res = "nouns" not in skip, "res" not in skip
     png_pred: list[dict[str, Any]] = []
     png_gen: list[dict[str, Any]] = []
     noun_pred: list[dict[str, Any]] = []
     res_pred: list[dict[str, Any]] = []
     image_ids: list[str] = []
-    bar: Any = range(n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(bar, desc="GELLA predict", unit="img")
     was_training = pipeline.model.training
     pipeline.model.eval()
     try:
         with torch.no_grad():
-            for i in bar:
+            for i in dataset.take(max_images, progress="GELLA predict" if progress else ""):
                 # the ground truth is cut down to the predicted images: entries name the image only
                 sample = {k: v for k, v in dataset[i].items() if k != "narrative_index"}
                 image_ids.append(str(sample["image_id"]))
