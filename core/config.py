@@ -7,8 +7,9 @@ a config is imported or executed. OmegaConf's YAML loader is a safe loader.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -85,8 +86,10 @@ def _load_file(path: Path, seen: tuple[Path, ...], search: Iterable[Path] | None
     return merge_layer(merged, cfg)
 
 
-def load_config(ref: str | Path, overrides: Sequence[str] = (), search: Iterable[Path] | None = None) -> DictConfig:
-    """Load a pipeline config: its ``defaults`` chain, the file, then ``key=value`` overrides.
+def load_config(ref: str | Path, overrides: Sequence[str] = (), search: Iterable[Path] | None = None,
+                sections: Mapping[str, Any] | None = None) -> DictConfig:
+    """Load a pipeline config: its ``defaults`` chain, the file, ``sections`` (whole sections that
+    replace the file's, e.g. another config's ``segmenter``), then ``key=value`` overrides.
 
     ``ref`` is a path or the name of a shipped config, looked up in ``search`` (default: the config
     folders of every loaded plugin). Layers merge key by key, except that a layer changing a
@@ -94,6 +97,8 @@ def load_config(ref: str | Path, overrides: Sequence[str] = (), search: Iterable
     search = None if search is None else list(search)
     path = resolve_config_path(ref, search=search)
     cfg = _load_file(path, (), search)
+    for key, section in (sections or {}).items():
+        cfg[key] = OmegaConf.create(section)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"override {bad[0]!r} is not of the form key=value (e.g. segmenter.name=sam)")

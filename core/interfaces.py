@@ -53,10 +53,13 @@ class Segmenter(Component):
     ``image`` is uint8 (H, W, 3). The result's masks are (N, H, W) at the image's own size.
     ``annotation`` carries masks known in advance (a dataset's ground truth, or ``--masks FILE``);
     segmenters that compute masks themselves ignore it. ``image_id`` names the image, for
-    segmenters that look masks up by name (``from_files``).
+    segmenters that look masks up by name (``from_files``). ``cacheable``: whether the output is worth
+    keeping on disk for the next run (``pipelines/segment_cache.py``); False for segmenters that only
+    read masks made elsewhere.
     """
 
     kind = "segmenter"
+    cacheable: ClassVar[bool] = True
 
     @abstractmethod
     def segment(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,8 @@ def load_masks(path: str | Path) -> EntityMasks:
     """Entity masks from a file any segmentation framework can write:
 
     * ``.json`` — a list of ``{"segmentation": <COCO RLE>, "score"?: float, "id"?: int}`` (COCO
-      results style), or ``{"entities": [...]}`` (esgkit's grounding.json);
+      results style), or ``{"entities": [...]}`` (esgkit's grounding.json; with ``"image_size": [H, W]``
+      it may hold no entity);
     * ``.png`` — an id map (0 = no entity; RGB uses id = R + 256·G + 256²·B).
     """
     path = Path(path)
@@ -85,7 +87,11 @@ def load_masks(path: str | Path) -> EntityMasks:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"mask file {path}: bad entry ({type(exc).__name__}: {exc})") from exc
     if not masks:
-        raise InputError(f"mask file {path}: holds no masks, and its image size is unknown")
+        size = data.get("image_size") if isinstance(data, dict) else None
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise InputError(f"mask file {path}: holds no masks, and its image size is unknown "
+                             "(an empty result is written as {\"image_size\": [H, W], \"entities\": []})")
+        return EntityMasks(np.zeros((0, size[0], size[1]), bool))
     sizes = {m.shape for m in masks}
     if len(sizes) > 1:
         raise InputError(f"mask file {path}: masks of different sizes {sorted(sizes)}")
@@ -93,9 +99,11 @@ def load_masks(path: str | Path) -> EntityMasks:
 
 
 def save_masks(path: str | Path, masks: EntityMasks) -> None:
-    """Write masks as a COCO-results-style RLE JSON that ``load_masks`` reads back."""
+    """Write masks as a COCO-results-style RLE JSON that ``load_masks`` reads back (no entity:
+    ``{"image_size": [H, W], "entities": []}``, so the image size survives)."""
     from .types import encode_rle
 
     items = [{"id": int(i), "score": float(s), "segmentation": encode_rle(m)}
              for i, s, m in zip(masks.ids, masks.scores, masks.masks)]
-    Path(path).write_text(json.dumps(items))
+    data: Any = items if items else {"image_size": list(masks.image_size), "entities": []}
+    Path(path).write_text(json.dumps(data))

@@ -6,6 +6,8 @@ same layout."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -156,3 +158,17 @@ class CocoPanopticDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.panoptic_sample(self.panoptic.image_ids[index])
+
+    def ground_truth(self, evaluator: str, image_ids: Sequence[str], folder: str) -> tuple[str, dict[str, Any]]:
+        """``panoptic``: the panoptic JSON cut down to ``image_ids`` (written into ``folder``), scored
+        with the split's own PNG folder."""
+        if evaluator != "panoptic":
+            return super().ground_truth(evaluator, image_ids, folder)
+        pan, keep = self.panoptic, {str(i) for i in image_ids}
+        data = read_json(pan.json_path, "panoptic annotations")
+        data = {**data, "images": [i for i in data.get("images", []) if str(i["id"]) in keep],
+                "annotations": [a for a in data["annotations"] if str(a["image_id"]) in keep]}
+        path = Path(folder) / pan.json_path.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+        return str(path), {"gt_dir": str(pan.png_dir)}

@@ -37,6 +37,12 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("--skip", action="append", default=[], metavar="PART",
                    help="a part of the pipeline's predictions not to run (GELLA: nouns, res); repeatable")
     e.add_argument("--no-res", action="store_true", help="GELLA: skip the referring expressions (= --skip res)")
+    e.add_argument("--segmenter", metavar="CONFIG", help="take the segmenter section of this config (a shipped name "
+                   "such as mask2former_tiny or sam_tiny, or a YAML path): the masks GELLA grounds on, in one word")
+    e.add_argument("--mask-cache", metavar="DIR", help="where the segmenter's masks are cached (default: "
+                   "$ESGKIT_CACHE_DIR/segments, else ~/.cache/esgkit/segments); re-evaluating on the same masks "
+                   "does not re-run the segmenter")
+    e.add_argument("--no-mask-cache", action="store_true", help="always run the segmenter; keep nothing")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval, accepts_overrides=True)
 
@@ -91,7 +97,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = registry.build("dataset", {"name": args.dataset, "root": str(args.data), "split": args.split},
                              key="dataset")
     overrides = list(getattr(args, "overrides", []) or [])
-    config = to_container(load_config(args.config, overrides))
+    sections = {}
+    if args.segmenter:  # the other config's whole segmenter section, before the key=value overrides
+        sections["segmenter"] = to_container(load_config(args.segmenter)).get("segmenter")
+        if not sections["segmenter"]:
+            raise ConfigError(f"config {args.segmenter!r} has no segmenter section", key="--segmenter")
+    config = to_container(load_config(args.config, overrides, sections=sections))
     if args.checkpoint:  # these weights replace the config's own (which may not fit an overridden architecture)
         pipeline_name = (config.get("pipeline") or {}).get("name", "")
         key = registry.get("pipeline", str(pipeline_name), "pipeline.name").weights_key
@@ -104,11 +115,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     pred_dir = out.with_name(out.stem + "_predictions")
     skip = set(args.skip) | ({"res"} if args.no_res else set())
+    record = {"config": args.config, "overrides": overrides, "segmenter_config": args.segmenter, "checkpoint": args.checkpoint,
+              "data": str(args.data), "split": args.split}
+    cached = None
+    if getattr(pipeline, "segmenter", None) is not None:
+        from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter, default_cache_dir, segmenter_identity
+
+        record["segmenter"] = segmenter_identity(pipeline.segmenter)  # which masks were graded
+        if not args.no_mask_cache:
+            pipeline.segmenter = cached_segmenter(pipeline.segmenter, args.mask_cache or default_cache_dir())
+            cached = pipeline.segmenter if isinstance(pipeline.segmenter, CachedSegmenter) else None
     metrics = evaluate(pipeline, dataset, pred_dir, max_images=args.max_images, skip=skip,
                        progress=not args.no_progress)
+    if cached is not None:
+        print(f"{record['segmenter']['name']} masks: {cached.misses} images segmented, {cached.hits} read from "
+              f"the cache {cached.folder}")
     print(format_metrics(metrics))
-    write_metrics(out, {"config": args.config, "overrides": overrides, "checkpoint": args.checkpoint,
-                        "data": str(args.data), "split": args.split}, metrics)
+    write_metrics(out, record, metrics)
     print(f"wrote {out} (predictions in {pred_dir})")
     return 0
 

@@ -4,6 +4,7 @@ entry, mask IoU with the empty-union convention, and the metric record."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,39 @@ def read_prediction_list(path: str | Path, required: tuple[str, ...]) -> list[di
         if missing:
             raise InputError(f"prediction file {path}: entry {k} lacks {', '.join(repr(m) for m in missing)}")
     return data
+
+
+MISSING = ("error", "skip", "zero")
+"""What an evaluator does with ground-truth images a non-empty prediction file has no entry for:
+refuse (``error``, default: a file of a subset run scored against the whole split would silently
+count every other image as a miss), score only the covered images (``skip``, with a warning that
+says how many were left out), or count them as empty predictions (``zero``, the official codes'
+behaviour). An empty prediction file scores every image as empty."""
+
+
+def covered_images(gt_images: Sequence[str], pred_images: set[str], missing: str, gt: str | Path,
+                   pred: str | Path) -> list[str]:
+    """The ground-truth images to score under the ``missing`` rule (see ``MISSING``)."""
+    if missing not in MISSING:
+        from esgkit.core.errors import ConfigError
+
+        raise ConfigError(f"unknown rule {missing!r}; one of {', '.join(MISSING)}", key="missing")
+    absent = [i for i in gt_images if i not in pred_images]
+    if not absent or missing == "zero":
+        return list(gt_images)
+    if not pred_images:
+        warnings.warn(f"prediction file {pred} is empty: every ground-truth image counts as an empty prediction",
+                      stacklevel=3)
+        return list(gt_images)
+    kept = [i for i in gt_images if i in pred_images]
+    if missing == "skip":
+        warnings.warn(f"prediction file {pred} covers {len(kept)} of the {len(gt_images)} images of {gt}: "
+                      f"{len(absent)} are left out (e.g. image {absent[0]})", stacklevel=3)
+        return kept
+    raise InputError(f"prediction file {pred} covers {len(kept)} of the {len(gt_images)} images of {gt} "
+                     f"({len(absent)} have no entry, e.g. image {absent[0]}). Score the ground truth its run wrote "
+                     "(`esgkit eval` writes it beside the predictions), score only the covered images with the "
+                     "option missing=skip, or count the others as empty predictions with missing=zero")
 
 
 def narratives_by_image(narratives: Sequence[Any]) -> dict[str, list[int]]:

@@ -22,6 +22,8 @@ from esgkit.core.errors import InputError
 from esgkit.datasets.coco_panoptic import PanopticIndex
 from esgkit.datasets.common import read_json
 
+from .common import covered_images
+
 OFFSET = 1 << 32
 
 
@@ -109,6 +111,7 @@ class PanopticEvaluator(Evaluator):
     class Config:
         gt_dir: str = ""  # default: the GT JSON's path without .json
         pred_dir: str = ""  # default: the prediction JSON's path without .json
+        missing: str = "error"  # images without predictions: error | skip | zero (evaluation/common.MISSING)
 
     def __init__(self, config: PanopticEvaluator.Config) -> None:
         self.config = config
@@ -122,7 +125,7 @@ class PanopticEvaluator(Evaluator):
         if unknown:
             raise InputError(f"prediction file {pred}: image_id {unknown[0]} is not in {gt}")
         stats: dict[int, _Stat] = {}
-        for image_id in index.annotations:
+        for image_id in covered_images(list(index.annotations), set(pred_anns), self.config.missing, gt, pred):
             gt_map = index.id_map(image_id)
             gt_segs = {int(s["id"]): s for s in index.annotation(image_id).get("segments_info", [])}
             ann = pred_anns.get(image_id)

@@ -8,6 +8,17 @@ at most 1e-5. AR_th / AR_st split phrases by the panoptic category of their (las
 AR_pl by one vs several ground-truth segments, acc@0.5 = share of phrases with IoU > 0.5 (strictly,
 as the official code computes it). A phrase
 without a prediction counts as an empty mask (IoU 0).
+
+Two IoU conventions (``convention``):
+
+* ``exact`` (default): binary IoU of the predicted and ground-truth masks at the image's own size.
+* ``official``: what the official PNG code computes. Each ground-truth segment is resized to
+  256×256 (bilinear, as ``torchvision.transforms.Resize`` on a tensor) and the phrase's segments are
+  summed; the predicted mask is resized the same way; both are resized back to the image size and
+  compared by soft IoU Σpt / Σ(p + t − pt). Blurred borders make it < 1 even for a perfect answer on
+  an image that is not 256² (e.g. ≈ 0.88 on a 640×480 copy of the ground truth). The official code
+  takes a plural phrase's max over its resized instances; a prediction file holds the union, whose
+  resize is ≥ that max only on pixels where two chosen instances touch.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from esgkit.datasets.coco_panoptic import PanopticIndex
 from esgkit.datasets.common import find_file
 from esgkit.datasets.png import read_narratives
 
-from .common import mask_iou, mean, narrative_of, narratives_by_image, prediction_mask, ratio, read_prediction_list
+from .common import covered_images, mask_iou, mean, narrative_of, narratives_by_image, prediction_mask, ratio, read_prediction_list
 
 
 def average_recall(ious: list[float]) -> float:
@@ -46,6 +57,29 @@ def official_phrase_mask(proposals: np.ndarray, scores: np.ndarray, plural: bool
     return chosen.any(axis=0) if len(chosen) else np.zeros(proposals.shape[1:], bool)
 
 
+CONVENTIONS = ("exact", "official")
+OFFICIAL_SIDE = 256
+
+
+def _bilinear(mask: np.ndarray | Any, size: tuple[int, int]) -> Any:
+    """float (H, W) → (size) by bilinear interpolation without antialiasing (torchvision's tensor Resize)."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(mask, np.float32))[None, None]
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def official_iou(pred: np.ndarray, segments: list[np.ndarray]) -> float:
+    """The official PNG code's soft IoU of a predicted mask and a phrase's segments (``official``)."""
+    h, w = pred.shape
+    side = (OFFICIAL_SIDE, OFFICIAL_SIDE)
+    p = _bilinear(_bilinear(pred, side), (h, w))
+    t = _bilinear(sum(_bilinear(s, side) for s in segments), (h, w))
+    inter = float((p * t).sum())
+    union = float((p + t - p * t).sum())
+    return ratio(inter, union)
+
+
 class PNGEvaluator(Evaluator):
     """Panoptic Narrative Grounding: AR, AR_th, AR_st, AR_sing, AR_pl, acc@0.5 (official definition)."""
 
@@ -53,8 +87,15 @@ class PNGEvaluator(Evaluator):
     class Config:
         panoptic_json: str = ""  # default: panoptic_<split>.json beside the narrative JSON
         panoptic_dir: str = ""  # default: the panoptic JSON's path without .json
+        convention: str = "exact"  # exact | official (the official code's 256² soft IoU; module docstring)
+        missing: str = "error"     # images without predictions: error | skip | zero (evaluation/common.MISSING)
 
     def __init__(self, config: PNGEvaluator.Config) -> None:
+        if config.convention not in CONVENTIONS:
+            from esgkit.core.errors import ConfigError
+
+            raise ConfigError(f"unknown convention {config.convention!r}; one of {', '.join(CONVENTIONS)}",
+                              key="convention")
         self.config = config
 
     def _panoptic(self, gt: Path) -> PanopticIndex:
@@ -91,7 +132,9 @@ class PNGEvaluator(Evaluator):
                 raise InputError(f"prediction file {pred}: entry {k} repeats image {image_id} phrase {p}")
             table[key] = (k, item)
         records = []
-        for image_id, indices in by_image.items():
+        scored = covered_images(list(by_image), {str(item["image_id"]) for item in preds}, self.config.missing, gt, pred)
+        for image_id in scored:
+            indices = by_image[image_id]
             id_map = panoptic.id_map(image_id)
             isthing = {int(s["id"]): panoptic.isthing(s["category_id"])
                        for s in panoptic.annotation(image_id).get("segments_info", [])}
@@ -108,9 +151,12 @@ class PNGEvaluator(Evaluator):
                         mask = prediction_mask(item, h, w, pred, k)
                     else:
                         mask = np.zeros((h, w), bool)
-                    i, u = mask_iou(mask, target)
+                    if self.config.convention == "official":
+                        iou = official_iou(mask, [id_map == i for i in ids])
+                    else:
+                        iou = ratio(*mask_iou(mask, target))
                     records.append({"image_id": image_id, "narrative_index": nidx, "phrase_index": p,
-                                    "iou": ratio(i, u), "is_thing": isthing[ids[-1]], "plural": len(ids) > 1})
+                                    "iou": iou, "is_thing": isthing[ids[-1]], "plural": len(ids) > 1})
         return records
 
     def score(self, gt: str, pred: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ from esgkit.core.errors import InputError
 from esgkit.datasets.common import find_file
 from esgkit.datasets.refcoco import RefIndex
 
-from .common import mask_iou, mean, prediction_mask, ratio, read_prediction_list
+from .common import covered_images, mask_iou, mean, prediction_mask, ratio, read_prediction_list
 
 PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -59,6 +59,7 @@ class RESEvaluator(Evaluator):
     class Config:
         split: str = ""  # the refs' "split" to score ("" = every ref in the file)
         instances_json: str = ""  # default: instances.json beside the refs file
+        missing: str = "error"  # images without predictions: error | skip | zero (evaluation/common.MISSING)
 
     def __init__(self, config: RESEvaluator.Config) -> None:
         self.config = config
@@ -69,7 +70,7 @@ class RESEvaluator(Evaluator):
         inter = union = 0
         ious = []
         cached: tuple[int, np.ndarray] | None = None  # sentences of one ref are adjacent: keep one mask
-        for s in index.sentences:
+        for s in _covered(index, preds, self.config.missing, gt, pred):
             if cached is None or cached[0] != s["ann_id"]:
                 cached = (s["ann_id"], index.ann_mask(s["ann_id"]))
             target = cached[1]
@@ -85,6 +86,15 @@ class RESEvaluator(Evaluator):
         for t in PREC_THRESHOLDS:
             out[f"Prec@{t}"] = mean([float(v >= t) for v in ious])
         return out
+
+
+def _covered(index: Any, preds: dict[int, Any], missing: str, gt: str, pred: str) -> list[dict[str, Any]]:
+    """The sentences to score: those of the images the prediction file covers (``missing`` rule)."""
+    by_sent = {s["sent_id"]: s["image_id"] for s in index.sentences}
+    images = covered_images(list(dict.fromkeys(s["image_id"] for s in index.sentences)),
+                            {by_sent[k] for k in preds if k in by_sent}, missing, gt, pred)
+    keep = set(images)
+    return [s for s in index.sentences if s["image_id"] in keep]
 
 
 def box_iou(a: list[float], b: list[float]) -> float:
@@ -103,6 +113,7 @@ class RECEvaluator(Evaluator):
     class Config:
         split: str = ""
         instances_json: str = ""
+        missing: str = "error"
 
     def __init__(self, config: RECEvaluator.Config) -> None:
         self.config = config
@@ -111,7 +122,7 @@ class RECEvaluator(Evaluator):
         index = ref_index(gt, self.config.split, self.config.instances_json)
         preds = _keyed(read_prediction_list(pred, ("sent_id", "bbox")), index, pred)
         hits = []
-        for s in index.sentences:
+        for s in _covered(index, preds, self.config.missing, gt, pred):
             if s["sent_id"] not in preds:
                 hits.append(0.0)
                 continue

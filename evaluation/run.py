@@ -30,7 +30,9 @@ def score_predictions(predictions: Sequence[Predictions]) -> dict[str, float]:
 def evaluate(pipeline: Pipeline, dataset: Dataset, out_dir: str | Path | None = None, *, max_images: int = 0,
              skip: Collection[str] = (), progress: bool = True) -> dict[str, Any]:
     """The metrics of ``pipeline`` on the first ``max_images`` samples of ``dataset`` (0 = all), plus
-    ``images`` (how many). Prediction files go to ``out_dir`` (a temporary folder when None)."""
+    ``images`` (how many). Prediction files go to ``out_dir`` (a temporary folder when None). To
+    reuse a segmenter's masks across evaluations, put it behind
+    ``esgkit.pipelines.segment_cache.cached_segmenter`` first (what ``esgkit eval`` does)."""
     n = len(dataset.take(max_images))
     if n == 0:
         warnings.warn(f"dataset {type(dataset).__name__} has no samples: nothing is evaluated", stacklevel=2)

@@ -1,17 +1,20 @@
 """The pipelines' commands: ``esgkit demo`` and ``esgkit profile``.
 
-``esgkit demo`` is the main job on the embedded default — the shipped GELLA model grounding nouns on
-a ShapesWorld scene:
+``esgkit demo`` is the main job on the embedded default — the whole ESG pipeline (``esg_tiny``) on a
+ShapesWorld scene:
 
 1. A ShapesWorld scene is generated (deterministic: ``--seed``, 512×512 by default; the default
    generator settings) together with its ground-truth entity masks.
-2. GELLA (``gella_tiny_trained``: the weights shipped in ``models/gella_tiny/``) describes
-   the image, extracts the nouns of its description and grounds each onto the entity masks — or, with
-   ``--caption``, grounds the nouns of the user's caption instead (``--narrative``: the scene's own
-   ShapesWorld narrative, the kind of caption the model was trained on).
-3. ``overlay.png`` (each noun's masks in one colour, labels and a legend), ``grounding.json``
-   (phrases, entity ids, scores, COCO-RLE masks) and ``image.png`` are written to ``--out``, and a
-   table noun → entities, score is printed.
+2. The shipped CropFormer (``models/cropformer_tiny/``) segments it into entities — or, with
+   ``--gt-masks``, the scene's ground-truth masks are used instead.
+3. GELLA (the weights shipped in ``models/gella_tiny/``) describes the image, extracts the nouns of
+   its description and grounds each onto those entities — or, with ``--caption``, grounds the nouns
+   of the user's caption instead (``--narrative``: the scene's own ShapesWorld narrative, the kind of
+   caption the model was trained on).
+4. ``esg.png`` (left: every entity found, one colour each; right: each noun's entities in one colour,
+   labelled, with a legend), the two panels alone (``entities.png``, ``overlay.png``),
+   ``grounding.json`` (phrases, entity ids, scores, COCO-RLE masks) and ``image.png`` are written to
+   ``--out``, and a table noun → entities, score is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = "gella_tiny_trained"
+DEFAULT_CONFIG = "esg_tiny"
 
 
 def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
@@ -35,7 +38,8 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=cmd_profile, accepts_overrides=True)
 
-    p = sub.add_parser("demo", help="the main job: the shipped GELLA describes a ShapesWorld scene and grounds its nouns")
+    p = sub.add_parser("demo", help="the main job: the shipped CropFormer segments a ShapesWorld scene, the shipped "
+                                    "GELLA describes it and grounds its nouns on those entities")
     p.add_argument("--out", default="esgkit_demo", help="output folder (default: esgkit_demo)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--caption", help="ground the nouns of this caption instead of GELLA's own description")
@@ -43,6 +47,8 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
                        help="ground the scene's own ShapesWorld narrative (its ground-truth caption) instead")
     p.add_argument("--seed", type=int, default=0, help="ShapesWorld scene seed (default: 0)")
     p.add_argument("--size", default="512x512", help="scene size WxH (default: 512x512)")
+    p.add_argument("--gt-masks", action="store_true",
+                   help="ground on the scene's ground-truth masks instead of the segmenter's (segmenter.name=ground_truth)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"GELLA config (default: {DEFAULT_CONFIG})")
     p.set_defaults(func=cmd_demo, accepts_overrides=True)
 
@@ -71,20 +77,34 @@ def format_table(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from esgkit.core import build_pipeline
     from esgkit.core.io import save_image
+    from esgkit.layers.painting import draw_overlay
 
     sample = demo_scene(args.seed, args.size)
-    image, masks = sample["image"], sample["masks"]
-    pipeline = build_pipeline(args.config, getattr(args, "overrides", []))
+    image = sample["image"]
+    overrides = [*getattr(args, "overrides", []), *(["segmenter.name=ground_truth"] if args.gt_masks else [])]
+    pipeline = build_pipeline(args.config, overrides)
     caption = sample["caption"].text if getattr(args, "narrative", False) else args.caption
-    result = pipeline.run(image, masks, caption=caption, image_id=str(sample["image_id"]))
+    result = pipeline.run(image, sample["masks"], caption=caption, image_id=str(sample["image_id"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_image(out / "image.png", image)
     paths = pipeline.write(result, str(out), image)
+    entities = result.masks
+    colors = [tuple(int(v) for v in c) for c in np.random.default_rng(0).integers(40, 256, (len(entities), 3))]
+    found = draw_overlay(image, list(entities.masks), colors, alpha=0.6)
+    save_image(out / "entities.png", found)
+    from esgkit.core.io import load_image
+
+    save_image(out / "esg.png", np.concatenate([found, load_image(out / "overlay.png")], axis=1))
     h, w = image.shape[:2]
-    print(f"ShapesWorld scene (seed {args.seed}, {w}x{h}) with {len(masks)} ground-truth entities")
+    source = "ground-truth masks" if args.gt_masks or type(pipeline.segmenter).__name__ == "GroundTruthSegmenter" \
+        else f"the {type(pipeline.segmenter).__name__.removesuffix('Segmenter')} segmenter"
+    print(f"ShapesWorld scene (seed {args.seed}, {w}x{h}): {len(entities)} entities from {source} "
+          f"(the scene has {len(sample['masks'])} annotated segments)")
     if caption is None:
         print(f"GELLA's description: {result.caption.text!r}")
     else:
@@ -94,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"no nouns found in {where}: nothing to ground (the grounding is empty)")
     else:
         print(format_table(result))
-    for p in [str(out / "image.png"), *paths]:
+    for p in [str(out / "image.png"), str(out / "entities.png"), *paths, str(out / "esg.png")]:
         print(f"wrote {p}")
     return 0
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# segmenter outputs that `esgkit eval` caches go to a scratch folder, never the user's ~/.cache
+os.environ["ESGKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="esgkit-test-cache-")
 
 import esgkit  # noqa: E402,F401  (installs the torchvision guard before anything imports torchvision)
 import numpy as np  # noqa: E402

@@ -17,6 +17,8 @@ from esgkit.core.io import load_masks
 class GroundTruthSegmenter(Segmenter):
     """Returns the annotation's masks (a dataset sample's ground truth, or ``--masks FILE``)."""
 
+    cacheable = False
+
     @dataclass
     class Config:
         pass
@@ -38,6 +40,8 @@ class GroundTruthSegmenter(Segmenter):
 class FromFilesSegmenter(Segmenter):
     """Masks from files written by any segmentation framework: ``path`` is one mask file, or a folder
     holding ``<image_id>.json`` / ``<image_id>.png`` per image."""
+
+    cacheable = False
 
     @dataclass
     class Config:

@@ -30,7 +30,7 @@ same padded square.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,11 @@ class GellaPipeline(Pipeline):
         alpha: float = 0.55      # overlay opacity
         meta_device: bool = False  # a paper-scale preset without weights: build it under
                                    # `with torch.device("meta")` (esgkit profile); it cannot run
+        # panoptic segmentation by category prompt (paper §5.3.3; pipelines/gella/panoptic.py)
+        panoptic_prompt: str = "There might exist {}."  # {} = the category names, comma separated
+        panoptic_threshold: float = 0.5  # an entity whose best category scores below this is left void
+        panoptic_names: dict[str, str] = field(default_factory=dict)  # category → the word prompted for it
+                                         # (e.g. {circle: disc}: open-vocabulary runs); default its own name
 
     def __init__(self, config: Any, segmenter: Segmenter, colorizer: Colorizer, colormap_encoder: ColormapEncoder,
                  vision_encoder: VisionEncoder, fuser: Fuser, mask_decoder: MaskDecoder,
@@ -312,14 +317,21 @@ class GellaPipeline(Pipeline):
         idx[best < max(self.config.min_iou, 1e-9)] = -1
         return idx.numpy().astype(np.int64)
 
-    def ground(self, lang: LanguageOutput, caption: str | None, logits: torch.Tensor,
-               query_entity: np.ndarray, entities: EntityMasks) -> Grounding:
-        """Turn v×q association logits into phrase → entity groundings (see the module docstring)."""
-        probs = logits.sigmoid().float().cpu().numpy().reshape(len(lang.phrases), len(query_entity))
-        scores = np.full((len(lang.phrases), len(entities)), -1.0, np.float32)  # -1: no query maps there
+    @staticmethod
+    def entity_scores(logits: torch.Tensor, query_entity: np.ndarray, n_entities: int) -> np.ndarray:
+        """v×q association logits → (v, N) phrase-to-entity scores: the highest probability among the
+        queries mapped to each entity, -1 where no query maps."""
+        probs = logits.sigmoid().float().cpu().numpy().reshape(-1, len(query_entity))
+        scores = np.full((probs.shape[0], n_entities), -1.0, np.float32)
         for qi, ei in enumerate(query_entity):
             if ei >= 0:
                 scores[:, ei] = np.maximum(scores[:, ei], probs[:, qi])
+        return scores
+
+    def ground(self, lang: LanguageOutput, caption: str | None, logits: torch.Tensor,
+               query_entity: np.ndarray, entities: EntityMasks) -> Grounding:
+        """Turn v×q association logits into phrase → entity groundings (see the module docstring)."""
+        scores = self.entity_scores(logits, query_entity, len(entities))
         groundings = []
         for v, phrase in enumerate(lang.phrases):
             keep = np.nonzero((scores[v] >= self.config.threshold) & (scores[v] >= 0))[0]

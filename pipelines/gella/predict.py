@@ -1,15 +1,22 @@
 """GELLA's predictions on a dataset (``GellaPipeline.predict``, what ``esgkit eval`` scores).
 
-Three parts per image, each written in a benchmark's own prediction format with the matching ground
+Parts per image, each written in a benchmark's own prediction format with the matching ground
 truth (``Dataset.ground_truth``), so the registered evaluators score them as they would any method:
 
 * **PNG grounding** (``png``: AR, AR_th, AR_st, AR_sing, AR_pl, acc@0.5): the segmenter's entity
   masks (the dataset's ground truth with ``segmenter: ground_truth``) are GELLA's input; the
   caption's annotated noun phrases are teacher-forced as the answer (prompt + "phrase <SEG>, …"), so
   E_vl comes from the annotated phrases — the benchmark gives the phrases, the model grounds them.
+* **Mask-limited upper bound** (part ``oracle``: ``AR_oracle``, ``AR_oracle_th``, …): each annotated
+  phrase given the best single entity of the segmenter's masks (linked to one segment) or the best
+  union of them (linked to several, as the PNG metrics count plurals; ``layers/overlap.best_union``):
+  how much those masks allow any grounding to reach.
 * **Noun extraction** (part ``nouns``): the phrases the model generates itself from the noun prompt
   (``nouns`` evaluator: ``noun_recall``, ``noun_precision``), and the PNG score of grounding them,
   ``AR_generated`` (an annotated phrase that was not generated gets an empty mask).
+* **Panoptic segmentation by category prompt** (part ``panoptic``; ``panoptic`` evaluator: PQ, SQ, RQ,
+  things / stuff): every category of the dataset's panoptic ground truth prompted at once
+  (``pipelines/gella/panoptic.py``); skipped with a warning when the dataset has no panoptic ground truth.
 * **Referring expressions** (part ``res``; ``res`` evaluator: cIoU, gIoU, Prec@X): the RES prompt with
   the expression; the predicted mask is the union of the entities grounded for the first phrase the
   model names (empty when it names none).
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -26,11 +34,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from esgkit.core import Caption, Dataset, Grounding, LanguageOutput, PhraseGrounding, Predictions
+from esgkit.core import Caption, Dataset, Grounding, InputError, LanguageOutput, PhraseGrounding, Predictions
+from esgkit.core.io import save_id_map_png
 from esgkit.core.types import encode_rle
 from esgkit.datasets.png import png_predictions
+from esgkit.layers.overlap import best_union, segment_overlaps
 
-PARTS = ("png", "nouns", "res")
+from .panoptic import category_caption, panoptic_segments
+
+PARTS = ("png", "oracle", "nouns", "res", "panoptic")
+ORACLE_KEYS = {k: k.replace("AR", "AR_oracle") for k in ("AR", "AR_th", "AR_st", "AR_sing", "AR_pl")}
 
 
 def visual_pass(pipeline: Any, image: np.ndarray, masks: Any) -> tuple[torch.Tensor, Any, np.ndarray]:
@@ -44,18 +57,21 @@ def visual_pass(pipeline: Any, image: np.ndarray, masks: Any) -> tuple[torch.Ten
     return z_v, dataclasses.replace(out, embeddings=e_vc), query_entity
 
 
+def teacher_forced_logits(pipeline: Any, caption: Caption, z_v: torch.Tensor, out: Any) -> torch.Tensor:
+    """v×q association logits of the caption's phrases, E_vl read at their teacher-forced <SEG> tokens."""
+    lang = pipeline.language_decoder
+    inputs = lang.collate([lang.build_inputs("grounding", caption.text, [p.text for p in caption.phrases], z_v.shape[1])])
+    fwd = lang(z_v, **{k: v.to(z_v.device) for k, v in inputs.items()})
+    return pipeline.associator(fwd.seg_embeddings[0].to(out.embeddings.dtype), out.embeddings[0])
+
+
 def teacher_forced_grounding(pipeline: Any, caption: Caption, masks: Any, z_v: torch.Tensor, out: Any,
                              query_entity: np.ndarray) -> Grounding:
-    """Ground the caption's annotated phrases, E_vl read at their teacher-forced <SEG> tokens."""
-    lang = pipeline.language_decoder
-    phrases = caption.phrases
-    if not phrases:
+    """Ground the caption's annotated phrases (``teacher_forced_logits``)."""
+    if not caption.phrases:
         return Grounding(caption, (), masks)
-    inputs = lang.collate([lang.build_inputs("grounding", caption.text, [p.text for p in phrases], z_v.shape[1])])
-    fwd = lang(z_v, **{k: v.to(z_v.device) for k, v in inputs.items()})
-    e_vl = fwd.seg_embeddings[0].to(out.embeddings.dtype)
-    logits = pipeline.associator(e_vl, out.embeddings[0])
-    result = LanguageOutput(text="", phrases=tuple(phrases), seg_embeddings=e_vl, caption=caption)
+    logits = teacher_forced_logits(pipeline, caption, z_v, out)
+    result = LanguageOutput(text="", phrases=tuple(caption.phrases), seg_embeddings=logits.new_zeros(0), caption=caption)
     return pipeline.ground(result, caption.text, logits, query_entity, masks)
 
 
@@ -67,9 +83,44 @@ def generated_grounding(pipeline: Any, text: str, z_v: torch.Tensor, out: Any, q
     return pipeline.ground(lang, text, logits, query_entity, masks)
 
 
+def prompt_scores(pipeline: Any, categories: list[dict[str, Any]], z_v: torch.Tensor, out: Any,
+                  query_entity: np.ndarray, n_entities: int) -> np.ndarray:
+    """(C, N) association scores of the category prompt's phrases (part ``panoptic``) with the entities."""
+    names = [pipeline.config.panoptic_names.get(c["name"], c["name"]) for c in categories]
+    logits = teacher_forced_logits(pipeline, category_caption(pipeline.config.panoptic_prompt, names), z_v, out)
+    return pipeline.entity_scores(logits, query_entity, n_entities)
+
+
+def oracle_grounding(sample: dict[str, Any], masks: Any) -> Grounding:
+    """The best grounding ``masks`` allow for the sample's annotated phrases (part ``oracle``)."""
+    gt, caption = sample["masks"], sample["caption"]
+    position = {int(i): k for k, i in enumerate(gt.ids)}
+    overlaps = segment_overlaps(masks.masks, gt.masks) if len(masks) else np.zeros((0, len(gt)), np.int64)
+    areas = masks.masks.sum((1, 2))
+    groundings = []
+    for phrase, segments in zip(caption.phrases, sample["phrase_segments"]):
+        rows = [position[int(s)] for s in segments if int(s) in position]
+        target = gt.masks[rows].any(0) if rows else np.zeros(gt.image_size, bool)
+        # plural as the benchmark counts it: a phrase linked to several segments
+        chosen = best_union(masks.masks, target, len(segments) > 1, overlaps[:, rows].sum(1), areas)
+        groundings.append(PhraseGrounding(phrase, masks.ids[chosen].tolist(), [1.0] * len(chosen)))
+    return Grounding(caption, tuple(groundings), masks)
+
+
+def panoptic_categories(dataset: Dataset, folder: Path) -> list[dict[str, Any]] | None:
+    """The categories of the dataset's panoptic ground truth, or None (with a warning) without one."""
+    try:
+        gt, _ = dataset.ground_truth("panoptic", [], str(folder))
+    except InputError:
+        warnings.warn(f"dataset {type(dataset).__name__} has no panoptic ground truth: the panoptic part is skipped",
+                      stacklevel=3)
+        return None
+    return [{k: c[k] for k in ("id", "name", "isthing") if k in c} for c in json.loads(Path(gt).read_text())["categories"]]
+
+
 def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, skip: Collection[str] = (),
             progress: bool = True) -> list[Predictions]:
-    """The three parts of the module docstring on the first ``max_images`` samples (0 = all)."""
+    """The parts of the module docstring on the first ``max_images`` samples (0 = all)."""
     unknown = set(skip) - set(PARTS)
     if unknown:
         from esgkit.core.errors import ConfigError
@@ -77,12 +128,17 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
         raise ConfigError(f"GELLA predicts {', '.join(PARTS)}; cannot skip {', '.join(sorted(unknown))}")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    nouns, res = "nouns" not in skip, "res" not in skip
+    nouns, res, oracle = "nouns" not in skip, "res" not in skip, "oracle" not in skip
+    categories = panoptic_categories(dataset, folder) if "panoptic" not in skip else None
+    pan_dir = folder / "panoptic_pred"
+    pan_pred: list[dict[str, Any]] = []
     png_pred: list[dict[str, Any]] = []
+    png_oracle: list[dict[str, Any]] = []
     png_gen: list[dict[str, Any]] = []
     noun_pred: list[dict[str, Any]] = []
     res_pred: list[dict[str, Any]] = []
     image_ids: list[str] = []
+    no_entities = 0
     was_training = pipeline.model.training
     pipeline.model.eval()
     try:
@@ -93,9 +149,12 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
                 image_ids.append(str(sample["image_id"]))
                 image, caption = sample["image"], sample["caption"]
                 masks = pipeline.segmenter.segment(image, annotation=sample.get("masks"), image_id=image_ids[-1])
+                no_entities += len(masks) == 0
                 z_v, out, query_entity = visual_pass(pipeline, image, masks)
                 png_pred += png_predictions(sample, teacher_forced_grounding(pipeline, caption, masks, z_v, out,
                                                                              query_entity))
+                if oracle:
+                    png_oracle += png_predictions(sample, oracle_grounding(sample, masks))
                 if nouns:
                     gen = generated_grounding(pipeline, caption.text, z_v, out, query_entity, masks)
                     spans = {(g.phrase.start, g.phrase.end): g for g in gen.groundings}
@@ -104,6 +163,13 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
                     copied = [PhraseGrounding(p, spans[(p.start, p.end)].entity_ids, spans[(p.start, p.end)].scores)
                               if (p.start, p.end) in spans else PhraseGrounding(p, (), ()) for p in caption.phrases]
                     png_gen += png_predictions(sample, Grounding(caption, tuple(copied), masks))
+                if categories is not None:
+                    scores = prompt_scores(pipeline, categories, z_v, out, query_entity, len(masks))
+                    id_map, segments = panoptic_segments(scores, masks, categories, pipeline.config.panoptic_threshold)
+                    pan_dir.mkdir(exist_ok=True)
+                    save_id_map_png(pan_dir / f"{image_ids[-1]}.png", id_map)
+                    pan_pred.append({"image_id": sample["image_id"], "file_name": f"{image_ids[-1]}.png",
+                                     "segments_info": segments})
                 if res:
                     for ref in sample.get("refs", []):
                         g = generated_grounding(pipeline, ref["sent"], z_v, out, query_entity, masks, task="res")
@@ -111,6 +177,10 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
                         res_pred.append({"sent_id": int(ref["sent_id"]), "segmentation": encode_rle(mask)})
     finally:
         pipeline.model.train(was_training)
+    if no_entities:
+        name = type(getattr(pipeline.segmenter, "inner", pipeline.segmenter)).__name__
+        warnings.warn(f"the segmenter ({name}) found no entity on {no_entities} of {len(image_ids)} images: "
+                      "every phrase of those images scores an empty mask", stacklevel=3)
 
     def write(name: str, data: list[dict[str, Any]]) -> str:
         path = folder / name
@@ -119,14 +189,23 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
 
     gt, options = dataset.ground_truth("png", image_ids, str(folder))
     out = [Predictions("png", gt, write("png_pred.json", png_pred), options, name="png")]
+    if oracle:
+        out.append(Predictions("png", gt, write("png_pred_oracle.json", png_oracle), options, keys=ORACLE_KEYS,
+                               name="oracle"))
     if nouns:
         out.append(Predictions("png", gt, write("png_pred_generated.json", png_gen), options,
                                keys={"AR": "AR_generated"}, name="nouns"))
         out.append(Predictions("nouns", gt, write("nouns_pred.json", noun_pred), name="nouns"))
+    if categories is not None:
+        pan_gt, pan_options = dataset.ground_truth("panoptic", image_ids, str(folder))
+        pan_file = folder / "panoptic_pred.json"
+        pan_file.write_text(json.dumps({"annotations": pan_pred, "categories": categories}))
+        out.append(Predictions("panoptic", pan_gt, str(pan_file), pan_options, name="panoptic"))
     if res:
         refs, ref_options = dataset.ground_truth("res", image_ids, str(folder))
         out.append(Predictions("res", refs, write("res_pred.json", res_pred), ref_options, name="res"))
     return out
 
 
-__all__ = ["PARTS", "generated_grounding", "predict", "teacher_forced_grounding", "visual_pass"]
+__all__ = ["ORACLE_KEYS", "PARTS", "generated_grounding", "oracle_grounding", "panoptic_categories", "predict",
+           "prompt_scores", "teacher_forced_grounding", "teacher_forced_logits", "visual_pass"]

@@ -130,8 +130,8 @@ def test_config_show_resolves_overrides(cli):
 
 
 def test_demo_writes_overlay(cli, tmp_path):
-    """The main job: the shipped GELLA describes a ShapesWorld scene and grounds the nouns; then a
-    user caption."""
+    """The main job: the shipped CropFormer segments a ShapesWorld scene, the shipped GELLA describes
+    it and grounds the nouns; then a user caption."""
     res = cli("demo", "--out", str(tmp_path / "demo"))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "demo" / "overlay.png").is_file()

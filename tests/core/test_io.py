@@ -29,6 +29,15 @@ def test_masks_files_round_trip(tmp_path):
     assert list(back.ids) == [3, 300] and (back.masks == m).all()
 
 
+def test_an_empty_result_keeps_its_image_size(tmp_path):
+    save_masks(tmp_path / "none.json", EntityMasks(np.zeros((0, 5, 7), bool)))
+    back = load_masks(tmp_path / "none.json")
+    assert len(back) == 0 and back.image_size == (5, 7)
+    (tmp_path / "bare.json").write_text("[]")  # another framework's empty list: the size is unknown
+    with pytest.raises(InputError, match="bare.json: holds no masks.*image_size"):
+        load_masks(tmp_path / "bare.json")
+
+
 def test_masks_file_errors(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_masks(tmp_path / "x.json")

@@ -63,7 +63,7 @@ def test_ground_truth_is_one_and_empty_is_zero(gt, tmp_path):
 
 
 def test_bad_predictions_are_named(gt, tmp_path):
-    ev = PanopticEvaluator(PanopticEvaluator.Config())
+    ev = PanopticEvaluator(PanopticEvaluator.Config(missing="zero"))  # the files below cover image 1 only
     big = _panoptic(tmp_path / "big.json", {1: GT1}, {1: [{"id": 1, "category_id": A}, {"id": 2, "category_id": A},
                                                           {"id": 3, "category_id": S}]})
     save_id_map_png(tmp_path / "big/1.png", np.ones((5, 4), int))

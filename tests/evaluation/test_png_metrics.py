@@ -75,6 +75,49 @@ def test_ground_truth_scores_one_and_empty_scores_zero(gt, tmp_path):
     assert all(v == 0.0 for v in m.values()), m
 
 
+def test_official_convention_blurs_borders_away_from_256(tmp_path):
+    """At 256² the official resizes are identities, so a perfect answer scores 1; at 640×480 its
+    bilinear round trip makes the same perfect answer score < 1, while exact IoU stays 1."""
+    from esgkit.evaluation.png import official_iou
+
+    square = np.zeros((256, 256), bool)
+    square[40:90, 100:180] = True
+    assert official_iou(square, [square]) == pytest.approx(1.0)
+    wide = np.zeros((480, 640), bool)
+    wide[100:131, 200:263] = True  # an odd-sized box: borders fall between 256² pixels
+    assert 0.7 < official_iou(wide, [wide]) < 0.99
+    halves = [wide & (np.arange(640) < 230)[None], wide & (np.arange(640) >= 230)[None]]  # two segments
+    assert official_iou(wide, halves) == pytest.approx(official_iou(wide, [wide]), abs=1e-6)
+
+
+def test_unknown_convention_is_named(gt, tmp_path):
+    from esgkit.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="convention.*one of exact, official"):
+        PNGEvaluator(PNGEvaluator.Config(convention="offical"))
+    masks = [ID_MAP == 1, np.isin(ID_MAP, [1, 2]), ID_MAP == 3, ID_MAP == 2]
+    pred = _write(tmp_path / "p.json", [_entry(k, v) for k, v in enumerate(masks)])
+    official = PNGEvaluator(PNGEvaluator.Config(convention="official")).score(str(gt), pred)
+    assert 0.9 < official["AR"] < 1.0  # 4×4 → 256² → 4×4 blurs even a perfect answer
+    assert PNGEvaluator(PNGEvaluator.Config()).score(str(gt), pred)["AR"] == 1.0
+
+
+def test_a_prediction_file_of_some_images_is_refused_or_scored_on_those(sw_root, tmp_path):
+    """esgkit eval --max-images writes predictions for a few images; scoring them against the whole
+    split must not count the others as misses silently."""
+    from esgkit.evaluation.oracle import oracle_predictions
+
+    gt = sw_root / "annotations" / "png_coco_val.json"
+    full = json.loads(oracle_predictions("png", gt, tmp_path / "all.json").read_text())
+    first = full[0]["image_id"]
+    part = _write(tmp_path / "part.json", [e for e in full if e["image_id"] == first])
+    with pytest.raises(InputError, match=r"part.json covers 1 of the 6 images.*missing=skip.*missing=zero"):
+        PNGEvaluator(PNGEvaluator.Config()).score(str(gt), part)
+    with pytest.warns(UserWarning, match="covers 1 of the 6 images.*5 are left out"):
+        assert PNGEvaluator(PNGEvaluator.Config(missing="skip")).score(str(gt), part)["AR"] == 1.0
+    assert PNGEvaluator(PNGEvaluator.Config(missing="zero")).score(str(gt), part)["AR"] < 0.5
+
+
 def test_average_recall_is_the_area_under_the_recall_curve():
     ious = np.random.default_rng(0).uniform(0, 1, 50)
     t = np.arange(0, 1, 1e-4)  # the official code's Riemann sum, coarser step

@@ -15,8 +15,19 @@ Losses, summed with uniform weights by default (``train.loss_weights`` changes t
 
 Every sample draws one subtask (``train.subtasks``; paper: description 0.2 / nouns 0.2 / grounding
 0.6; ``res`` — the referring-expression prompt answered with the expression and one ``<SEG>`` — is
-an optional fourth). All subtasks train L_seg and L_ans; ``grounding`` and ``res`` also train L_asso
-with E_vl taken at the teacher-forced ``<SEG>`` positions. The subtask and the colormap colours are
+an optional fourth). Every subtask trains L_ans; all but ``description`` train L_seg (the paper:
+description trains the language loss only; ``train.description_seg: true`` adds L_seg);
+``grounding`` and ``res`` also train L_asso with E_vl taken at the teacher-forced ``<SEG>`` positions.
+
+Mask source (``train.mask_source``, the paper's Table XVIII(a)): the entity masks GELLA sees are the
+annotated segments (``ground_truth``), or the masks of the segmenter of another config (e.g.
+``cropformer_tiny``; computed once per image through ``pipelines/segment_cache.py``), on a share
+``train.mask_source_ratio`` of the samples (drawn per sample and step; the rest see ground truth).
+Predicted entities get their targets from the annotation (``layers/overlap.assign_to_segments``): a
+predicted entity belongs to the annotated segment holding the largest part of its area when that part
+is ≥ ``train.match_min_share`` of it, and is a positive of every phrase (or expression) linked to
+that segment; an entity mostly on no segment, or spread over several, is a negative of all. L_seg
+reconstructs the masks GELLA was given, predicted or annotated. The subtask and the colormap colours are
 drawn in ``collate`` from torch's RNG, which the trainer checkpoints, so ``--resume`` is exact.
 
 The ``train:`` section of a GELLA YAML holds both the generic ``TrainConfig`` keys (lr, steps,
@@ -36,8 +47,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from esgkit.core import EntityMasks
 from esgkit.core.errors import CompatibilityError, ConfigError
 from esgkit.layers.geometry import sample_masks
+from esgkit.layers.overlap import assign_to_segments
 
 from ..data import PreparedSplit
 from ..trainer import TrainingTask
@@ -57,15 +70,44 @@ class GellaTrainConfig:
     asso_pos_weight: float = 1.0    # BCE weight of the positive noun↔entity pairs
     val_split: str = ""             # evaluate on this split during training ("" = no evaluation)
     val_images: int = 16            # images of val_split used by those evaluations
+    description_seg: bool = False   # the description subtask also trains L_seg (the paper: language loss only)
+    mask_source: str = "ground_truth"  # or a config (name or YAML) whose segmenter makes the entity masks
+    mask_source_ratio: float = 1.0  # share of samples that see mask_source's masks (the rest: ground truth)
+    match_min_share: float = 0.5    # a predicted entity takes the segment holding ≥ this share of its area
+    mask_cache: str = ""            # where mask_source's masks are cached ("" = the default cache folder)
 
 
 def check_subtasks(settings: GellaTrainConfig) -> None:
-    """ConfigError for an unknown subtask or no positive ratio (key ``train.subtasks``)."""
+    """ConfigError for an unknown subtask or no positive ratio (key ``train.subtasks``), or a share
+    outside [0, 1]."""
     unknown = sorted(set(settings.subtasks) - set(SUBTASKS))
     if unknown:
         raise ConfigError(f"unknown subtask {unknown[0]!r}; choose from {', '.join(SUBTASKS)}", key="train.subtasks")
     if sum(max(0.0, float(v)) for v in settings.subtasks.values()) <= 0:
         raise ConfigError("at least one subtask needs a positive ratio", key="train.subtasks")
+    for key in ("mask_source_ratio", "match_min_share"):
+        if not 0.0 <= float(getattr(settings, key)) <= 1.0:
+            raise ConfigError(f"must be within [0, 1]; got {getattr(settings, key)}", key=f"train.{key}")
+
+
+def mask_source_segmenter(settings: GellaTrainConfig) -> Any:
+    """The cached segmenter of ``train.mask_source``'s config, or None for ``ground_truth``."""
+    if settings.mask_source in ("", "ground_truth"):
+        return None
+    from esgkit.core import get_registry, load_config
+    from esgkit.core.schema import to_container
+    from esgkit.pipelines.segment_cache import cached_segmenter
+
+    section = to_container(load_config(settings.mask_source)).get("segmenter")
+    if not section:
+        raise ConfigError(f"config {settings.mask_source!r} has no segmenter section to make masks with",
+                          key="train.mask_source")
+    name = section if isinstance(section, str) else section.get("name")
+    if name == "ground_truth":
+        raise ConfigError(f"config {settings.mask_source!r}'s segmenter is ground_truth; for the annotated masks "
+                          "write mask_source: ground_truth", key="train.mask_source")
+    segmenter = get_registry().build("segmenter", section, key="train.mask_source: segmenter")
+    return cached_segmenter(segmenter, settings.mask_cache or None)  # from_files etc. are read as they are
 
 
 def open_split(data_dir: str | Path, split: str) -> Any:
@@ -82,12 +124,17 @@ class GellaSamples(PreparedSplit):
     with their entity indices, the description and the referring expressions. Prepared once per
     image and kept in memory (the split is small; resizing is the costly part)."""
 
-    def __init__(self, pipeline: Any, data_dir: str | Path, split: str, max_images: int = 0) -> None:
-        self.pipeline = pipeline
+    def __init__(self, pipeline: Any, data_dir: str | Path, split: str, max_images: int = 0,
+                 segmenter: Any = None, min_share: float = 0.5) -> None:
+        self.pipeline, self.segmenter, self.min_share = pipeline, segmenter, min_share
         super().__init__(open_split(data_dir, split), max_images)
 
     def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
-        return prepare_sample(self.pipeline, sample)
+        predicted = None
+        if self.segmenter is not None:
+            predicted = self.segmenter.segment(sample["image"], annotation=sample["masks"],
+                                               image_id=str(sample["image_id"]))
+        return prepare_sample(self.pipeline, sample, predicted, self.min_share)
 
 
 def target_grid(pipeline: Any) -> tuple[int, int]:
@@ -96,26 +143,42 @@ def target_grid(pipeline: Any) -> tuple[int, int]:
     return side, side
 
 
-def prepare_sample(pipeline: Any, sample: dict[str, Any]) -> dict[str, Any]:
-    """One ShapesWorld sample → what ``GellaTask.collate`` needs (no randomness here)."""
-    masks = sample["masks"]
-    position = {int(i): k for k, i in enumerate(masks.ids)}
-    caption = sample["caption"]
-    phrase_entities = [[position[int(s)] for s in segs if int(s) in position] for segs in sample["phrase_segments"]]
-    refs = [(r["sent"], [position[int(r["segment_id"])]]) for r in sample.get("refs", []) if int(r["segment_id"]) in position]
-    targets = sample_masks(masks.masks, pipeline.config.mask_size, target_grid(pipeline))
+def prepare_sample(pipeline: Any, sample: dict[str, Any], predicted: Any = None, min_share: float = 0.5) -> dict[str, Any]:
+    """One ShapesWorld sample → what ``GellaTask.collate`` needs (no randomness here): the image
+    inputs, the caption, and one entity *view* per mask source — ``gt`` (the annotated segments) and,
+    given ``predicted`` masks, ``pred`` (those masks, targets by ``assign_to_segments``)."""
+    gt, caption = sample["masks"], sample["caption"]
+    segment_of = gt.ids.astype(np.int64)  # entity k of the ground truth is segment gt.ids[k]
+    views = {"gt": entity_view(pipeline, sample, gt, segment_of)}
+    if predicted is not None:
+        assigned = assign_to_segments(predicted.masks, gt.masks, min_share)
+        views["pred"] = entity_view(pipeline, sample, predicted, np.where(assigned >= 0, segment_of[assigned], -1))
     return {
         "image_id": sample["image_id"],
         "pixels": pipeline.vision_encoder.preprocess(sample["image"]).to(torch.float16),
         "small_image": pipeline.small_image(sample["image"]).to(torch.float16) if pipeline.config.colormap_image else None,
-        "masks": masks,
-        "targets": torch.from_numpy(targets),
-        "silhouettes": pipeline.entity_shapes(masks),
         "caption": caption.text,
         "phrases": [p.text for p in caption.phrases],
-        "phrase_entities": phrase_entities,
         "description": sample.get("description", ""),
-        "refs": refs,
+        **views,
+    }
+
+
+def entity_view(pipeline: Any, sample: dict[str, Any], masks: Any, segment_of: np.ndarray) -> dict[str, Any]:
+    """The masks GELLA is given and their targets: ``segment_of[k]`` is the annotated segment id
+    entity k stands for (-1: none). Kept masks are subsampled to ≤ 2 × mask_size per side (the colormap
+    is drawn at mask_size), so 2048² training images fit in memory."""
+    phrase_entities = [np.nonzero(np.isin(segment_of, segs))[0].tolist() for segs in sample["phrase_segments"]]
+    refs = [(r["sent"], np.nonzero(segment_of == int(r["segment_id"]))[0].tolist()) for r in sample.get("refs", [])]
+    step = max(1, max(masks.image_size) // (2 * pipeline.config.mask_size))
+    kept = masks if step == 1 else EntityMasks(np.ascontiguousarray(masks.masks[:, ::step, ::step]), masks.scores,
+                                               masks.ids)  # a copy: a view would keep the full-size array alive
+    return {
+        "masks": kept,
+        "targets": torch.from_numpy(sample_masks(masks.masks, pipeline.config.mask_size, target_grid(pipeline))),
+        "silhouettes": pipeline.entity_shapes(masks),
+        "phrase_entities": phrase_entities,
+        "refs": [(sent, ents) for sent, ents in refs if ents],
     }
 
 
@@ -154,6 +217,7 @@ class GellaTask(TrainingTask):
         self.subtask_probs = torch.tensor([max(0.0, float(self.settings.subtasks[k])) for k in names], dtype=torch.float64)
         self.pipeline: Any = None
         self._val: Any = None
+        self.mask_segmenter = mask_source_segmenter(self.settings)
 
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> nn.Module:
@@ -170,7 +234,8 @@ class GellaTask(TrainingTask):
         return pipeline.model
 
     def train_dataset(self) -> Sequence[Any]:
-        return GellaSamples(self._built(), self.data_dir, self.settings.split, self.settings.max_images)
+        return GellaSamples(self._built(), self.data_dir, self.settings.split, self.settings.max_images,
+                            self.mask_segmenter, self.settings.match_min_share)
 
     def config_dict(self) -> dict[str, Any]:
         return {"pipeline_config": self.config, "gella_train": dataclasses.asdict(self.settings),
@@ -187,28 +252,30 @@ class GellaTask(TrainingTask):
         tokens = int(np.prod(pipeline.vision_encoder.grid_size))
         picks = torch.multinomial(self.subtask_probs, len(samples), replacement=True).tolist()
         seeds = torch.randint(0, 2**31 - 1, (len(samples),)).tolist()
+        use_pred = (torch.rand(len(samples)) < self.settings.mask_source_ratio).tolist()
+        views = [s["pred"] if pred and "pred" in s else s["gt"] for s, pred in zip(samples, use_pred)]
         inputs, tasks, entities = [], [], []
-        for s, pick, seed in zip(samples, picks, seeds):
+        for s, view, pick in zip(samples, views, picks):
             task = self.subtask_names[pick]
-            if task == "res" and not s["refs"] or task in ("nouns", "grounding") and not s["phrases"]:
+            if task == "res" and not view["refs"] or task in ("nouns", "grounding") and not s["phrases"]:
                 task = "description"
             if task == "description":
                 inputs.append(lang.build_inputs("description", s["description"] or s["caption"], (), tokens))
                 entities.append([])
             elif task == "res":
-                sent, ents = s["refs"][int(torch.randint(len(s["refs"]), ()).item())]
+                sent, ents = view["refs"][int(torch.randint(len(view["refs"]), ()).item())]
                 inputs.append(lang.build_inputs("res", sent, [sent], tokens))
                 entities.append([ents])
             else:
                 inputs.append(lang.build_inputs("nouns" if task == "nouns" else "grounding", s["caption"], s["phrases"], tokens))
-                entities.append(s["phrase_entities"] if task == "grounding" else [])
+                entities.append(view["phrase_entities"] if task == "grounding" else [])
             tasks.append(task)
         return {
             "pixels": torch.stack([s["pixels"].float() for s in samples]),
-            "mask_input": torch.stack([colormap_input(pipeline, s["masks"], seed, s.get("small_image"))
-                                       for s, seed in zip(samples, seeds)]),
-            "targets": [s["targets"].float() for s in samples],
-            "silhouettes": [s.get("silhouettes") for s in samples],
+            "mask_input": torch.stack([colormap_input(pipeline, v["masks"], seed, s.get("small_image"))
+                                       for s, v, seed in zip(samples, views, seeds)]),
+            "targets": [v["targets"].float() for v in views],
+            "silhouettes": [v.get("silhouettes") for v in views],
             "lang": lang.collate(inputs),
             "tasks": tasks,
             "phrase_entities": entities,
@@ -226,8 +293,15 @@ class GellaTask(TrainingTask):
                                                     no_object_weight=self.settings.no_object_weight,
                                                     num_points=self.settings.mask_points))
         targets = batch["targets"]
-        aux = [(a["entityness"], a["masks"]) for a in out.aux]
-        seg = criterion(out.entityness, out.masks, targets, aux=aux)
+        # L_seg on the samples whose subtask trains it (description: only with train.description_seg)
+        keep = [b for b, t in enumerate(batch["tasks"]) if t != "description" or self.settings.description_seg]
+        if keep:
+            seg_rows = torch.tensor(keep)
+            seg = criterion(out.entityness[seg_rows], out.masks[seg_rows], [targets[b] for b in keep],
+                            aux=[(a["entityness"][seg_rows], a["masks"][seg_rows]) for a in out.aux])
+        else:  # no sample trains L_seg: zero losses that keep the decoder in the graph (DDP)
+            zero = out.entityness.sum() * 0.0 + out.masks.sum() * 0.0
+            seg = {"class": zero, "mask": zero, "dice": zero}
         lang = model["language_decoder"](z_v, **batch["lang"])
         terms = {"seg_class": seg["class"], "seg_mask": seg["mask"], "seg_dice": seg["dice"], "ans": lang.loss}
         if lang.tag_loss is not None:  # language_decoder.noun_extraction: tag

@@ -46,13 +46,28 @@ def test_demo_with_a_caption_without_nouns(tmp_path, capsys):
     assert (tmp_path / "overlay.png").is_file()
 
 
+def test_demo_runs_the_whole_esg_by_default(tmp_path, capsys):
+    """CropFormer segments the scene, GELLA grounds on its entities; esg.png shows both."""
+    from esgkit.core.cli import main
+    from esgkit.core.io import load_image
+
+    assert main(["demo", "--out", str(tmp_path), "--narrative", "--size", "256x256"]) == 0
+    out = capsys.readouterr().out
+    assert "entities from the CropFormer segmenter" in out
+    data = json.loads((tmp_path / "grounding.json").read_text())
+    assert data["entities"] and any(p["entity_ids"] for p in data["phrases"])
+    entities, overlay, both = (load_image(tmp_path / f) for f in ("entities.png", "overlay.png", "esg.png"))
+    assert both.shape[1] == entities.shape[1] + overlay.shape[1] and entities.shape[:2] == (256, 256)
+
+
 def test_demo_grounds_the_scene_narrative(tmp_path, capsys):
     """The shipped model extracts the narrative's annotated noun phrases and grounds each one."""
     from esgkit.core.cli import main
     from esgkit.pipelines.cli import demo_scene
 
-    assert main(["demo", "--out", str(tmp_path), "--narrative", "--size", "256x256"]) == 0
-    assert "the scene narrative" in capsys.readouterr().out
+    assert main(["demo", "--out", str(tmp_path), "--narrative", "--size", "256x256", "--gt-masks"]) == 0
+    out = capsys.readouterr().out
+    assert "the scene narrative" in out and "entities from ground-truth masks" in out
     phrases = json.loads((tmp_path / "grounding.json").read_text())["phrases"]
     annotated = [p.text for p in demo_scene(0, "256x256")["caption"].phrases]
     found = [p["text"] for p in phrases]

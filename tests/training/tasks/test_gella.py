@@ -171,3 +171,84 @@ def test_torchrun_two_processes_train_gella(data, tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert (run / "gella.safetensors").is_file()
+
+
+def _halves(masks):
+    """Every segment cut into a left and a right piece (a segmenter that over-segments), and the
+    segment id each piece came from."""
+    pieces, origin = [], []
+    for seg_id, m in zip(masks.ids, masks.masks):
+        cols = np.nonzero(m.any(0))[0]
+        mid = int(np.median(cols)) if len(cols) > 1 else int(cols[0]) + 1
+        for piece in (m & (np.arange(m.shape[1]) < mid)[None], m & (np.arange(m.shape[1]) >= mid)[None]):
+            if piece.any():
+                pieces.append(piece)
+                origin.append(int(seg_id))
+    return np.stack(pieces), origin
+
+
+def test_a_segmenters_masks_as_the_mask_source(data, tmp_path):
+    """train.mask_source names a config whose segmenter makes the masks (here from_files: every
+    segment split in two); each piece is a positive of the phrases of the segment it came from."""
+    from esgkit.core import EntityMasks
+    from esgkit.core.io import save_masks
+    from esgkit.datasets.shapesworld import ShapesWorldDataset
+
+    dataset = ShapesWorldDataset(ShapesWorldDataset.Config(root=str(data), split="train"))
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    origins = {}
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        pieces, origins[sample["image_id"]] = _halves(sample["masks"])
+        save_masks(folder / f"{sample['image_id']}.json", EntityMasks(pieces))
+    source = tmp_path / "halves.yaml"
+    source.write_text(f"segmenter: {{name: from_files, path: '{folder}'}}\n")
+    cfg = _config(f"train.mask_source={source}", "train.mask_source_ratio=1.0", "train.subtasks={description: 0.0, nouns: 0.0, grounding: 1.0, res: 0.0}")
+    train_cfg, task_cfg = split_train_section(cfg["train"], GellaTrainConfig)
+    task = GellaTask(cfg, data, task_cfg)
+    samples = task.train_dataset()
+    first, raw = samples[0], dataset[0]
+    origin = np.array(origins[raw["image_id"]])
+    expected = [np.nonzero(np.isin(origin, segs))[0].tolist() for segs in raw["phrase_segments"]]
+    assert first["pred"]["phrase_entities"] == expected
+    assert len(first["pred"]["targets"]) == len(origin) > len(first["gt"]["targets"])
+    torch.manual_seed(0)
+    model = task.build_model()
+    batch = task.collate([samples[0], samples[1]])
+    assert [len(t) for t in batch["targets"]] == [len(samples[0]["pred"]["targets"]), len(samples[1]["pred"]["targets"])]
+    terms = task.losses(model, batch)
+    assert float(terms["asso"].detach()) > 0 and all(torch.isfinite(v.detach()) for v in terms.values())
+    # ratio 0: the same split trains on the annotated masks only
+    cfg = _config(f"train.mask_source={source}", "train.mask_source_ratio=0.0")
+    _, task_cfg = split_train_section(cfg["train"], GellaTrainConfig)
+    task = GellaTask(cfg, data, task_cfg)
+    batch = task.collate([task.train_dataset()[0]])
+    assert len(batch["targets"][0]) == len(task.train_dataset()[0]["gt"]["targets"])
+
+
+def test_mask_source_errors_name_the_key(data, tmp_path):
+    from esgkit.core import ConfigError
+
+    _, settings = split_train_section({"mask_source_ratio": 1.5}, GellaTrainConfig)
+    with pytest.raises(ConfigError, match=r"train.mask_source_ratio: must be within \[0, 1\]"):
+        GellaTask(_config(), data, settings)
+    (tmp_path / "gt.yaml").write_text("segmenter: {name: ground_truth}\n")
+    _, settings = split_train_section({"mask_source": str(tmp_path / "gt.yaml")}, GellaTrainConfig)
+    with pytest.raises(ConfigError, match="train.mask_source: .*write mask_source: ground_truth"):
+        GellaTask(_config(), data, settings)
+
+
+@pytest.mark.parametrize("description_seg", [False, True])
+def test_description_trains_the_language_loss_only_unless_asked(data, description_seg):
+    cfg = _config("train.subtasks={description: 1.0, nouns: 0.0, grounding: 0.0, res: 0.0}", f"train.description_seg={str(description_seg).lower()}")
+    _, settings = split_train_section(cfg["train"], GellaTrainConfig)
+    task = GellaTask(cfg, data, settings)
+    torch.manual_seed(0)
+    model = task.build_model()
+    terms = task.losses(model, task.collate([task.train_dataset()[0], task.train_dataset()[1]]))
+    assert float(terms["ans"]) > 0
+    assert (float(terms["seg_mask"]) > 0) == description_seg
+    if not description_seg:  # still part of the graph, so DDP sees every parameter used
+        sum(terms.values()).backward()
+        assert all(p.grad is not None for p in model["mask_decoder"].parameters() if p.requires_grad)
