@@ -123,7 +123,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         record["segmenter"] = segmenter_identity(pipeline.segmenter)  # which masks were graded
         if not args.no_mask_cache:
-            pipeline.segmenter = cached_segmenter(pipeline.segmenter, args.mask_cache or default_cache_dir())
+            pipeline.segmenter = cached_segmenter(pipeline.segmenter, args.mask_cache or default_cache_dir(),
+                                                  identity=record["segmenter"])
             cached = pipeline.segmenter if isinstance(pipeline.segmenter, CachedSegmenter) else None
     metrics = evaluate(pipeline, dataset, pred_dir, max_images=args.max_images, skip=skip,
                        progress=not args.no_progress)

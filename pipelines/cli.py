@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from esgkit.core import build_pipeline
-    from esgkit.core.io import save_image
+    from esgkit.core.io import load_image, save_image
     from esgkit.layers.painting import draw_overlay
 
     sample = demo_scene(args.seed, args.size)
@@ -97,8 +97,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     colors = [tuple(int(v) for v in c) for c in np.random.default_rng(0).integers(40, 256, (len(entities), 3))]
     found = draw_overlay(image, list(entities.masks), colors, alpha=0.6)
     save_image(out / "entities.png", found)
-    from esgkit.core.io import load_image
-
     save_image(out / "esg.png", np.concatenate([found, load_image(out / "overlay.png")], axis=1))
     h, w = image.shape[:2]
     source = "ground-truth masks" if args.gt_masks or type(pipeline.segmenter).__name__ == "GroundTruthSegmenter" \

@@ -8,8 +8,8 @@ checkpoint, an overridden option or a randomly initialised model never reuses an
 the image digest hashes the pixels. Each folder keeps ``segmenter.json``: what made its masks.
 
 The root is ``$ESGKIT_CACHE_DIR/segments``, else ``$XDG_CACHE_HOME/esgkit/segments``, else
-``~/.cache/esgkit/segments``; ``esgkit eval`` / ``esgkit train`` take ``--mask-cache DIR`` and
-``--no-mask-cache``. Deleting a folder is always safe.
+``~/.cache/esgkit/segments``; ``esgkit eval`` takes ``--mask-cache DIR`` and ``--no-mask-cache``,
+GELLA training ``train.mask_cache``. Deleting a folder is always safe.
 """
 
 from __future__ import annotations
@@ -123,12 +123,15 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def cached_segmenter(segmenter: Segmenter, root: str | Path | None = None) -> Segmenter:
+def cached_segmenter(segmenter: Segmenter, root: str | Path | None = None,
+                     identity: Mapping[str, Any] | None = None) -> Segmenter:
     """``segmenter`` behind a disk cache (root: ``default_cache_dir()``), or itself when its output
-    is not worth caching (``Segmenter.cacheable`` is False: ground truth, files, already cached)."""
+    is not worth caching (``Segmenter.cacheable`` is False: ground truth, files, already cached).
+    ``identity``: its ``segmenter_identity`` when already computed (hashing the weights once)."""
     if not getattr(segmenter, "cacheable", True):
         return segmenter
-    return CachedSegmenter(segmenter, segmenter_identity(segmenter), default_cache_dir() if root is None else root)
+    return CachedSegmenter(segmenter, identity or segmenter_identity(segmenter),
+                           default_cache_dir() if root is None else root)
 
 
 __all__ = ["CachedSegmenter", "cached_segmenter", "default_cache_dir", "image_digest", "segmenter_identity",
