@@ -9,7 +9,7 @@ from .lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(("CheckpointError", "CompatibilityError", "ConfigError", "DuplicateComponentError", "EsgkitError",
-                     "InputError", "PluginError", "RegistryError", "UnknownComponentError"), "errors"),
+                     "InputError", "OutputError", "PluginError", "RegistryError", "UnknownComponentError"), "errors"),
     "hookimpl": "hookspecs",
     **dict.fromkeys(("Associator", "Colorizer", "ColormapEncoder", "Component", "Dataset", "Evaluator", "Executor",
                      "Fuser", "LanguageDecoder", "LanguageOutput", "MaskDecoder", "MaskDecoderOutput", "NoConfig",

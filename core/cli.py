@@ -9,10 +9,18 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from .errors import EsgkitError, InputError
+from .limits import Limits, env_name, flag_name, parse_limit
+from .runtime import configure_threads, parse_threads
+
+
+GLOBAL_OPTIONS = ("--threads", *(flag_name(f.name) for f in fields(Limits)))
+"""Options of every command, accepted anywhere on the line (``esgkit run ... --threads 1``)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,9 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="esgkit",
         description="Entity segmentation and grounding: CropFormer + GELLA as swappable components.",
-        epilog="Config overrides are key=value words after the options, e.g. segmenter.name=sam.",
+        epilog="Config overrides are key=value words after the options, e.g. segmenter.name=sam. "
+               "The global options may stand anywhere on the line.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--threads", metavar="N", help="CPU threads of this process (default: $ESGKIT_THREADS, "
+                        "else $OMP_NUM_THREADS, else the cores not busy now)")
+    for f in fields(Limits):
+        parser.add_argument(flag_name(f.name), metavar="N", help=f"resource bound (default {f.default:,}; "
+                            f"also {env_name(f.name)})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     get_registry().register_commands(sub)
     return parser
@@ -35,11 +49,52 @@ def _split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
     return overrides, unknown
 
 
+def _pop_global_options(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``argv`` without the global options, and their values by flag."""
+    rest, found = [], {}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        flag, eq, value = word.partition("=")
+        if flag in GLOBAL_OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise InputError(f"{flag} needs a value, e.g. {flag} 1")
+                value, i = argv[i + 1], i + 1
+            found[flag] = value
+        else:
+            rest.append(word)
+        i += 1
+    return rest, found
+
+
+def _apply_global_options(found: dict[str, str]) -> None:
+    for f in fields(Limits):
+        if flag_name(f.name) in found:
+            raw = found[flag_name(f.name)]
+            os.environ[env_name(f.name)] = str(parse_limit(raw, f"{flag_name(f.name)} {raw!r}"))
+    threads = found.get("--threads")
+    configure_threads(parse_threads(threads, "--threads") if threads is not None else None)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    """Warnings as one line a user reads (``esgkit: warning: …``), not a source location."""
+    print(f"esgkit: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub is reachable: fail fast, not after DNS retries
+    """The ``esgkit`` command. Exit status: 0 done, 2 an esgkit error (the message says what to fix),
+    1 an unexpected error (a bug: one line, ``--debug`` for the traceback), 130 interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    saved_env = dict(os.environ)
+    saved_showwarning = warnings.showwarning
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub is reachable: fail fast, not after DNS retries
     try:
+        if not debug:
+            warnings.showwarning = _show_warning
+        argv, found = _pop_global_options([a for a in argv if a != "--debug"])
+        _apply_global_options(found)
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         overrides, unknown = _split_overrides(extra)
@@ -60,6 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("esgkit: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print("esgkit: error: out of memory; use a smaller input (or a lower limit such as --max-image-pixels), "
+              "or a machine with more memory", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not a user error: one line, never a traceback unless asked for
+        if debug:
+            traceback.print_exc()
+        print(f"esgkit: internal error: {type(exc).__name__}: {exc} (this is a bug in esgkit or a plugin; "
+              "rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
+    finally:
+        warnings.showwarning = saved_showwarning
+        if argv is not None and "PYTEST_CURRENT_TEST" in os.environ:  # in-process calls in tests: leave no trace
+            os.environ.clear()
+            os.environ.update(saved_env)
 
 
 # --------------------------------------------------------------------------- the core's commands
@@ -89,7 +161,9 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--image", required=True, help="the input image")
     p.add_argument("--masks", help="entity masks for the image: COCO-RLE JSON or id-map PNG")
     p.add_argument("--caption", help="the caption to ground (grounding pipelines)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (new, empty, or one `esgkit run` wrote before)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds other files (files of the same name are replaced)")
     p.set_defaults(func=cmd_run, accepts_overrides=True)
 
 
@@ -157,22 +231,27 @@ def cmd_config_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run a pipeline on one image into ``--out`` (kind ``run`` of ``esgkit.core.outputs``: a new or
+    empty folder, or one `esgkit run` wrote; other files only with ``--overwrite``)."""
     from .io import load_image, load_masks
+    from .outputs import check_folder, claim_folder
     from .pipeline import build_pipeline
 
     image = load_image(args.image)  # fail on a bad image before building models
     masks = load_masks(args.masks) if args.masks else None
     if masks is not None:
         masks.check_image_size(image.shape[0], image.shape[1], what=f"masks in {args.masks}")
+    overwrite = getattr(args, "overwrite", False)
+    check_folder(args.out, "run", overwrite)  # refuse before the models run; nothing is written yet
     pipeline = build_pipeline(args.config, args.overrides)
     inputs = {"masks": masks, "image_id": Path(args.image).stem}
     if args.caption is not None:
         inputs["caption"] = args.caption
     result = pipeline.run(image, **inputs)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    for path in pipeline.write(result, str(out), image):
+    out = claim_folder(args.out, "run", overwrite)
+    paths = pipeline.write(result, str(out.path), image)  # each file written atomically
+    out.record(*paths)
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

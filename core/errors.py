@@ -6,7 +6,8 @@
     ├── RegistryError               a component registered wrongly (bad kind, bad interface)
     │   └── DuplicateComponentError two registrations of one name (names both origins)
     ├── PluginError                 a third-party plugin failed to load (strict mode)
-    ├── InputError                  a missing/corrupt image, mask or data file; sizes that differ
+    ├── InputError                  a missing/corrupt image, mask or data file; sizes that differ; a bound exceeded
+    ├── OutputError                 an output path that would overwrite the user's files, or cannot be written
     ├── CompatibilityError          connected components that do not fit (channels, sizes)
     └── CheckpointError             a checkpoint of the wrong format or with missing/unexpected keys
 """
@@ -58,6 +59,11 @@ class PluginError(EsgkitError):
 
 class InputError(EsgkitError):
     """An input file or array is missing, unreadable or inconsistent."""
+
+
+class OutputError(EsgkitError):
+    """An output path that is refused (it holds the user's files, is an input, is a file where a
+    folder is needed) or cannot be written."""
 
 
 class CompatibilityError(EsgkitError):

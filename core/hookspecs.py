@@ -58,7 +58,9 @@ def esgkit_register_commands(subparsers: Any) -> None:
         p.set_defaults(func=lambda args: print("hello") or 0)
 
     Each plugin's implementation runs on its own: one that raises is reported by ``esgkit plugins``
-    and its commands are left out (an error in strict mode, ``ESGKIT_STRICT_PLUGINS=1``).
+    and its commands are left out (an error in strict mode, ``ESGKIT_STRICT_PLUGINS=1``). A command
+    name already taken (a built-in's such as ``run``, or an earlier plugin's) is not added: the
+    clash is reported the same way, naming both plugins.
     """
 
 

@@ -9,12 +9,15 @@ A component is a class with a nested ``Config`` dataclass (its typed config) tha
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import CompatibilityError, InputError
+from .text import check_caption
 
 if TYPE_CHECKING:
     import numpy as np
@@ -308,12 +311,47 @@ class Executor(Component):
 class Pipeline(Component):
     """An assembled pipeline. ``slots`` maps each config section (role) to the component kind it
     holds; the registry builds every slot, then ``from_components`` wires them and ``check`` verifies
-    at build time that connected parts agree. ``run`` processes one image."""
+    at build time that connected parts agree. ``run`` processes one image.
+
+    Every subclass's ``run`` is wrapped so that ``check_inputs`` sees its inputs first: an input the
+    pipeline does not use (a caption given to a pipeline without a language part) is an InputError,
+    never silently ignored, and a caption is checked (``esgkit.core.text.check_caption``)."""
 
     kind = "pipeline"
     slots: ClassVar[Mapping[str, str]] = {}
     weights_key: ClassVar[str] = ""
-    """The config key naming the pipeline's trained weights (``esgkit eval --checkpoint`` replaces it)."""
+    """The config key naming the pipeline's trained weights (``esgkit eval --checkpoint`` replaces it).
+    Empty in a config that is built (outside ``meta_device``): a warning says the results are meaningless."""
+    trained_configs: ClassVar[tuple[str, ...]] = ()
+    """Shipped configs of this pipeline that name trained weights: what that warning suggests."""
+    inputs: ClassVar[frozenset[str]] = frozenset({"masks", "image_id"})
+    """The keyword inputs ``run`` uses beside the image: ``masks`` (entity masks known in advance),
+    ``image_id`` and, for pipelines with a language part, ``caption``. Any other input given (not
+    None) is refused by ``check_inputs``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if callable(run) and not getattr(run, "__isabstractmethod__", False) and not hasattr(run, "_checks_inputs"):
+            cls.run = _checked_run(run)  # type: ignore[method-assign]
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """``inputs`` (the keyword inputs of ``run``), checked: an input this pipeline does not use
+        is an InputError naming it (or, when None, dropped); a caption comes back normalised
+        (``check_caption``)."""
+        name = type(self).__name__.removesuffix("Pipeline").lower() or type(self).__name__
+        checked = {key: value for key, value in inputs.items() if key in self.inputs or value is not None}
+        for key, value in inputs.items():
+            if value is None or key in self.inputs:
+                continue
+            if key == "caption":
+                raise InputError(f"pipeline {name} takes no caption (it has no language decoder); drop --caption "
+                                 "or use a grounding config such as esg_tiny")
+            known = ", ".join(["image", *sorted(self.inputs)])
+            raise InputError(f"pipeline {name} takes no input {key!r} (its inputs: {known})")
+        if checked.get("caption") is not None:
+            checked["caption"] = check_caption(checked["caption"])
+        return checked
 
     @classmethod
     def from_components(cls, config: Any, components: Mapping[str, Component]) -> Pipeline:
@@ -326,7 +364,9 @@ class Pipeline(Component):
     def run(self, image: np.ndarray, **inputs: Any) -> Any: ...
 
     def write(self, result: Any, out_dir: str, image: np.ndarray) -> list[str]:
-        """Write a result to ``out_dir``; return the written paths."""
+        """Write a result to ``out_dir`` (already claimed by ``esgkit run``, see ``esgkit.core.outputs``);
+        return the written paths. Write each file atomically (``esgkit.core.io.save_image`` /
+        ``save_masks``, ``esgkit.core.outputs.atomic_write``) so a crash never leaves a torn one."""
         raise NotImplementedError(f"{type(self).__name__} does not write results")
 
     def predict(self, dataset: Dataset, out_dir: str, *, max_images: int = 0, skip: Collection[str] = (),
@@ -336,6 +376,27 @@ class Pipeline(Component):
         (``Dataset.ground_truth``); ``esgkit eval`` scores each with its evaluator. ``skip`` names
         parts not to predict."""
         raise NotImplementedError(f"{type(self).__name__} writes no predictions for `esgkit eval`")
+
+
+def _checked_run(run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` with its inputs passed through ``self.check_inputs`` first (positional inputs after
+    the image are named by ``run``'s signature, so they are checked too)."""
+    params = list(inspect.signature(run).parameters.values())[2:]  # after self, image
+    names = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
+    by_position = not any(p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) for p in params)
+
+    @functools.wraps(run)
+    def checked_run(self: Pipeline, image: Any, *args: Any, **inputs: Any) -> Any:
+        if args and by_position and len(args) <= len(names):
+            clash = [n for n in names[: len(args)] if n in inputs]
+            if clash:
+                raise TypeError(f"{type(self).__name__}.run() got multiple values for argument {clash[0]!r}")
+            inputs = {**dict(zip(names, args)), **inputs}
+            args = ()
+        return run(self, image, *args, **self.check_inputs(inputs))
+
+    checked_run._checks_inputs = True  # type: ignore[attr-defined]
+    return checked_run
 
 
 INTERFACES: dict[str, type[Component]] = {

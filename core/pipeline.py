@@ -9,16 +9,19 @@ checks them. A config looks like::
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 
 from .config import load_config
-from .errors import ConfigError, EsgkitError, RegistryError
+from .errors import CompatibilityError, ConfigError, EsgkitError, RegistryError
 from .interfaces import Pipeline
 from .registry import Registry, get_registry
-from .schema import to_container, validate_dataclass
+from .schema import describe_type, to_container, validate_dataclass
 
 RESERVED_SECTIONS = ("train", "eval")
 """Top-level sections that are not pipeline slots: read by ``esgkit train`` / ``esgkit eval``."""
@@ -32,6 +35,12 @@ class ValidatedPipelineConfig:
     cls: type[Pipeline]
     config: Any
     slots: dict[str, tuple[str, str, Any]]  # role → (kind, name, Config instance)
+    name: str = ""  # the pipeline's registry name
+
+
+class UntrainedWeightsWarning(UserWarning):
+    """A pipeline was built with random weights for a part that must be trained (an architecture
+    preset such as ``gella_tiny``): its results are meaningless. ``esgkit train`` expects it."""
 
 
 def validate_pipeline_config(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
@@ -49,6 +58,9 @@ def validate_pipeline_config(config: DictConfig | dict[str, Any] | str, override
     section = values.pop("pipeline")
     if isinstance(section, str):
         section = {"name": section}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"must be a mapping like {{name: colormap, ...}} (the pipeline's registry name and its "
+                          f"options) or just a name; got {describe_type(section)}", key="pipeline")
     section = dict(section)
     if "name" not in section:
         raise ConfigError("missing pipeline name", key="pipeline.name")
@@ -66,7 +78,41 @@ def validate_pipeline_config(config: DictConfig | dict[str, Any] | str, override
             raise ConfigError(f"pipeline {name!r} needs a {kind} here (run `esgkit list {kind}`)", key=role)
         component_name, component_config = registry.validated(kind, values[role], role)
         slots[role] = (kind, component_name, component_config)
-    return ValidatedPipelineConfig(cls, pipeline_config, slots)
+    return ValidatedPipelineConfig(cls, pipeline_config, slots, name)
+
+
+def untrained_keys(checked: ValidatedPipelineConfig) -> list[str]:
+    """The config keys naming trained weights that are empty: the pipeline's ``weights_key`` and the
+    ``checkpoint`` of a segmenter slot (when its Config has one), so those parts get random weights.
+    Nothing for a ``meta_device`` build (profiling: it has no weights and cannot run)."""
+    if getattr(checked.config, "meta_device", False):
+        return []
+    keys = [checked.cls.weights_key, *(f"{role}.checkpoint" for role, kind in checked.cls.slots.items() if kind == "segmenter")]
+    empty = []
+    for key in dict.fromkeys(k for k in keys if k):
+        section, _, option = key.partition(".")
+        config = checked.config if section == "pipeline" else checked.slots.get(section, ("", "", None))[2]
+        if not dataclasses.is_dataclass(config) or option not in {f.name for f in dataclasses.fields(config)}:
+            continue
+        if not getattr(config, option):
+            empty.append(key)
+    return empty
+
+
+def warn_untrained(checked: ValidatedPipelineConfig, source: str = "") -> None:
+    """One UntrainedWeightsWarning per empty ``untrained_keys`` entry, naming the config ``source``."""
+    label = source or "this config"
+    for key in untrained_keys(checked):
+        section = key.partition(".")[0]
+        if key == checked.cls.weights_key:
+            what = f"the {checked.name or checked.cls.__name__} pipeline" if section == "pipeline" else \
+                f"its {section} ({checked.slots[section][1]})"
+            instead = f"use {' / '.join(checked.cls.trained_configs)}, " if checked.cls.trained_configs else ""
+        else:
+            what, instead = f"its {section} ({checked.slots[section][1]})", ""
+        warnings.warn(f"{label} builds {what} with random weights (an architecture preset, untrained: {key} is "
+                      f"empty): its results are meaningless; {instead}set {key}=FILE, or train it with `esgkit train`",
+                      UntrainedWeightsWarning, stacklevel=3)
 
 
 def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
@@ -74,6 +120,13 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
     """Build and check the pipeline a config describes (a path/name, or an already loaded config)."""
     registry = registry or get_registry()
     checked = validate_pipeline_config(config, overrides, registry)
+    source = config if isinstance(config, str) else ""
+    if getattr(checked.config, "meta_device", False) and not _building_on_meta():
+        name = source or "this config"  # refused before allocating: at paper scale that is tens of GB
+        raise CompatibilityError(f"{name} is a paper-scale architecture preset without weights (pipeline.meta_device: "
+                                 f"true): it cannot run; `esgkit profile {source or 'CONFIG'}` counts its parameters "
+                                 "and FLOPs. To run it, set pipeline.meta_device=false and give its trained weights "
+                                 "(it needs tens of GB of memory)")
     components = {role: registry.create(kind, name, cfg, key=role) for role, (kind, name, cfg) in checked.slots.items()}
     try:
         pipeline = checked.cls.from_components(checked.config, components)
@@ -82,7 +135,16 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
     except Exception as exc:
         raise RegistryError(f"assembling pipeline {checked.cls.__name__} failed: {type(exc).__name__}: {exc}") from exc
     pipeline.check()
+    warn_untrained(checked, source)
     return pipeline
 
 
-__all__ = ["RESERVED_SECTIONS", "ValidatedPipelineConfig", "build_pipeline", "validate_pipeline_config"]
+def _building_on_meta() -> bool:
+    """Whether tensors are created on the meta device now (``with torch.device("meta")``)."""
+    import torch
+
+    return torch.empty(0).device.type == "meta"
+
+
+__all__ = ["RESERVED_SECTIONS", "UntrainedWeightsWarning", "ValidatedPipelineConfig", "build_pipeline", "untrained_keys",
+           "validate_pipeline_config", "warn_untrained"]

@@ -13,6 +13,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import fnmatch
 import importlib
@@ -75,7 +76,8 @@ class PluginInfo:
     config_dirs: list[str] = field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
-    command_error: str | None = None  # its esgkit_register_commands failed (its commands are skipped)
+    command_error: str | None = None  # its esgkit_register_commands failed, or a command clashed (skipped)
+    commands: list[str] = field(default_factory=list)  # the commands it added to the command line
 
     @property
     def where(self) -> str:
@@ -190,8 +192,8 @@ class Registry:
             info.traceback = traceback.format_exc()
             self._fail(info, exc, "failed to load", strict)
 
-    def _fail(self, info: PluginInfo, exc: Exception, what: str, strict: bool) -> None:
-        message = f"plugin {info.name!r}{info.where} {what}: {_plugin_error(exc)}"
+    def _fail(self, info: PluginInfo, exc: Exception | None, what: str, strict: bool, detail: str = "") -> None:
+        message = f"plugin {info.name!r}{info.where} {what}: {detail or _plugin_error(exc)}"  # type: ignore[arg-type]
         if strict:
             raise PluginError(f"{message} (unset ESGKIT_STRICT_PLUGINS to skip it, or ESGKIT_DISABLE_PLUGINS="
                               f"{info.name} to disable it)") from exc
@@ -199,21 +201,48 @@ class Registry:
 
     def register_commands(self, subparsers: Any) -> None:
         """Call every plugin's ``esgkit_register_commands`` in isolation: a hook that raises is
-        reported (``esgkit plugins``) and its half-added commands are removed; the others stay."""
+        reported (``esgkit plugins``) and its half-added commands are removed; the others stay.
+
+        A command (or alias) already registered — a built-in's, or an earlier plugin's (plugins load
+        in name order) — is a clash: the later plugin's command is not added (the first one's parser
+        is kept, even where argparse would replace it) and the clash is that plugin's error, naming
+        both plugins; with ``ESGKIT_STRICT_PLUGINS=1`` (or among built-ins) a PluginError."""
+        owners: dict[str, str] = {}  # command or alias → the plugin that added it
+        for info in self.plugins.values():  # a fresh command line: forget a previous one's report
+            info.command_error, info.commands = None, []
         for name, info in self.plugins.items():
             if info.error:
                 continue
+            strict = strict_plugins() or name == BUILTIN_PLUGIN
             for impl in self._impls("esgkit_register_commands", name):
-                added_before = dict(subparsers.choices)
+                before = dict(subparsers.choices)
                 actions_before = list(subparsers._choices_actions)
+                clashes: list[str] = []
+                subparsers.add_parser = _guarded_add_parser(subparsers, owners, clashes)
                 try:
                     impl.function(subparsers=subparsers)
                 except Exception as exc:
-                    for cmd in set(subparsers.choices) - set(added_before):
-                        del subparsers.choices[cmd]
-                    subparsers._choices_actions[:] = actions_before
+                    _restore_commands(subparsers, before, actions_before)
                     info.command_error = _plugin_error(exc)
-                    self._fail(info, exc, "could not add its commands", strict_plugins() or name == BUILTIN_PLUGIN)
+                    self._fail(info, exc, "could not add its commands", strict)
+                    continue
+                finally:
+                    del subparsers.add_parser  # the instance attribute: argparse's own method again
+                # a command put in place some other way than add_parser, replacing an existing one
+                for cmd, parser in before.items():
+                    if subparsers.choices.get(cmd) is not parser:
+                        clashes.append(f"command {cmd!r} is already registered by {owners.get(cmd, BUILTIN_PLUGIN)}")
+                        subparsers.choices[cmd] = parser
+                        subparsers._choices_actions[:] = [a for a in subparsers._choices_actions
+                                                          if a in actions_before or a.dest != cmd]
+                for cmd in subparsers.choices:
+                    if cmd not in before:
+                        owners[cmd] = name
+                        info.commands.append(cmd)
+                if clashes:
+                    detail = "; ".join(dict.fromkeys(clashes))
+                    info.command_error = f"{info.command_error}; {detail}" if info.command_error else detail
+                    self._fail(info, None, "could not add its commands", strict, detail=detail)
 
     # ---------------------------------------------------------------- looking up
     @property
@@ -247,7 +276,7 @@ class Registry:
 
         if isinstance(section, str):
             section = {"name": section}
-        values = to_container(section) if section is not None else {}
+        values = to_container(section, key) if section is not None else {}
         if "name" not in values:
             raise ConfigError(f"missing 'name' of the {kind} (run `esgkit list {kind}`)", key=f"{key}.name")
         name = str(values.pop("name"))
@@ -275,6 +304,30 @@ class Registry:
             hint = close_matches(kind, self._entries)
             extra = f" Did you mean {hint[0]!r}?" if hint else ""
             raise RegistryError(f"unknown component kind {kind!r}.{extra} Kinds: {', '.join(self._entries)}")
+
+
+def _guarded_add_parser(subparsers: Any, owners: Mapping[str, str], clashes: list[str]) -> Callable[..., Any]:
+    """``subparsers.add_parser`` that refuses a name or alias already taken: the clash is recorded
+    in ``clashes`` and a parser attached to nothing is returned, so the hook's next lines (adding
+    arguments) and its other commands still work."""
+    add_parser = subparsers.add_parser
+
+    def guarded(cmd: str, **kwargs: Any) -> argparse.ArgumentParser:
+        taken = [n for n in (cmd, *kwargs.get("aliases", ())) if n in subparsers.choices]
+        if taken:
+            clashes.append(f"command {taken[0]!r} is already registered by {owners.get(taken[0], BUILTIN_PLUGIN)}")
+            return argparse.ArgumentParser(prog=f"esgkit {cmd}", add_help=False)
+        return add_parser(cmd, **kwargs)
+
+    return guarded
+
+
+def _restore_commands(subparsers: Any, before: Mapping[str, Any], actions_before: list[Any]) -> None:
+    """Put the subcommands back as they were: added ones removed, replaced ones restored."""
+    for cmd in set(subparsers.choices) - set(before):
+        del subparsers.choices[cmd]
+    subparsers.choices.update(before)
+    subparsers._choices_actions[:] = actions_before
 
 
 def _plugin_error(exc: Exception) -> str:

@@ -19,12 +19,27 @@ def omegaconf_message(exc: OmegaConfBaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def to_container(section: Any) -> dict[str, Any]:
+def to_container(section: Any, key: str | None = None) -> dict[str, Any]:
+    """A config section as a plain dict; anything but a mapping is an error naming ``key``."""
     if isinstance(section, DictConfig):
         return OmegaConf.to_container(section, resolve=True)  # type: ignore[return-value]
     if isinstance(section, Mapping):
         return dict(section)
-    raise ConfigError(f"must be a mapping like {{name: ..., ...}}; got {type(section).__name__}")
+    raise ConfigError(f"must be a mapping like {{name: ..., ...}} (the component's registry name and its options) "
+                      f"or just a name; got {describe_type(section)}", key=key)
+
+
+def describe_type(value: Any) -> str:
+    """``a list``, ``a number``… — what a config value is, without quoting it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return "a list"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def validate_dataclass(config_cls: type, values: Mapping[str, Any], key: str) -> Any:
@@ -47,4 +62,4 @@ def validate_dataclass(config_cls: type, values: Mapping[str, Any], key: str) ->
         raise ConfigError(omegaconf_message(exc), key=full) from exc
 
 
-__all__ = ["omegaconf_message", "to_container", "validate_dataclass"]
+__all__ = ["describe_type", "omegaconf_message", "to_container", "validate_dataclass"]

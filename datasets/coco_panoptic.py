@@ -6,7 +6,6 @@ same layout."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,29 +16,58 @@ import numpy as np
 
 from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
-from esgkit.core.io import load_id_map_png, load_image
+from esgkit.core.io import load_id_map_png, load_image, read_json
+from esgkit.core.limits import check_entities, check_pixels
 
-from .common import dataset_file, find_file, read_json
+from .common import dataset_file, find_file, write_json
+from esgkit.core.fields import BOOL, ID, INT, LIST, POSITIVE, SIZE, TEXT, check_fields, check_list, shape
+
+
+SEGMENT = {"id": POSITIVE, "category_id": INT}
+
+
+def panoptic_segments(segments: Any, where: str) -> dict[int, dict[str, Any]]:
+    """An annotation's ``segments_info`` checked (each {id > 0, category_id}, ids unique) → by id."""
+    out: dict[int, dict[str, Any]] = {}
+    for j, s in enumerate(check_list(segments, f"{where}: segments_info", "{id, category_id} objects")):
+        check_fields(s, f"{where} segment {j}", SEGMENT, {"iscrowd": BOOL})
+        if s["id"] in out:
+            raise InputError(f"{where}: segment id {s['id']} is listed twice in segments_info; ids must be unique")
+        out[s["id"]] = s
+    check_entities(len(out), where)
+    return out
 
 
 class PanopticIndex:
-    """A parsed COCO-panoptic JSON: images, categories and segments by image id (ids as str)."""
+    """A parsed COCO-panoptic JSON: images, categories and segments by image id (ids as str). Every
+    entry is checked on reading, and every PNG when it is read (size, ids), naming what is wrong."""
 
     def __init__(self, json_path: str | Path, png_dir: str | Path | None = None) -> None:
         self.json_path = Path(json_path)
+        where = f"panoptic annotations {self.json_path}"
         data = read_json(self.json_path, "panoptic annotations")
         if not isinstance(data, dict) or "annotations" not in data or "categories" not in data:
-            raise InputError(
-                f"panoptic annotations {self.json_path}: expected a COCO-panoptic JSON object with "
-                "'images', 'annotations' and 'categories'"
-            )
+            raise InputError(f"{where}: expected a COCO-panoptic JSON object with 'images', 'annotations' "
+                             f"and 'categories'; got {shape(data)}")
         self.png_dir = Path(png_dir) if png_dir else self.json_path.with_suffix("")
-        try:
-            self.categories: dict[int, dict[str, Any]] = {int(c["id"]): c for c in data["categories"]}
-            self.images: dict[str, dict[str, Any]] = {str(i["id"]): i for i in data.get("images", [])}
-            self.annotations: dict[str, dict[str, Any]] = {str(a["image_id"]): a for a in data["annotations"]}
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"panoptic annotations {self.json_path}: bad entry ({type(exc).__name__}: {exc})") from exc
+        self.categories: dict[int, dict[str, Any]] = {}
+        for k, c in enumerate(check_list(data["categories"], f"{where}: 'categories'", "{id, name, isthing} objects")):
+            self.categories[check_fields(c, f"{where}: category {k}", {"id": INT}, {"isthing": BOOL})["id"]] = c
+        self.images: dict[str, dict[str, Any]] = {}
+        for k, i in enumerate(check_list(data.get("images", []), f"{where}: 'images'", "{id, height, width} objects")):
+            check_fields(i, f"{where}: image {k}", {"id": ID, "height": SIZE, "width": SIZE}, {"file_name": TEXT})
+            check_pixels(i["height"], i["width"], f"{where}: image {i['id']}")
+            self.images[str(i["id"])] = i
+        self.annotations: dict[str, dict[str, Any]] = {}
+        for k, a in enumerate(check_list(data["annotations"], f"{where}: 'annotations'", "annotation objects")):
+            check_fields(a, f"{where}: annotation {k}", {"image_id": ID, "file_name": TEXT, "segments_info": LIST})
+            if str(a["image_id"]) in self.annotations:
+                raise InputError(f"{where}: annotation {k} repeats image_id {a['image_id']}; one annotation per image")
+            for s in panoptic_segments(a["segments_info"], f"{where}: annotation {k} (image {a['image_id']})").values():
+                if s["category_id"] not in self.categories:
+                    raise InputError(f"{where}: image {a['image_id']} segment {s['id']} has unknown category_id "
+                                     f"{s['category_id']}; add it to 'categories'")
+            self.annotations[str(a["image_id"])] = a
         self.image_ids = [i for i in self.images if i in self.annotations] or list(self.annotations)
 
     def isthing(self, category_id: int) -> bool:
@@ -66,19 +94,23 @@ class PanopticIndex:
         return ann
 
     def id_map(self, image_id: str) -> np.ndarray:
-        """The image's segment-id map (int64 H×W), size-checked against the JSON."""
+        """The image's segment-id map (int64 H×W), checked against the JSON: its size, and that every
+        id but 0 (VOID) is one of the image's ``segments_info``."""
         ann = self.annotation(image_id)
-        file_name = ann.get("file_name") or f"{int(image_id):012d}.png"
-        path = self.png_dir / file_name
+        path = self.png_dir / ann["file_name"]
         if not path.is_file():
-            raise InputError(f"panoptic PNG {path}: no such file (annotation of image {image_id})")
+            raise InputError(f"panoptic PNG {path}: no such file (annotation of image {image_id} in {self.json_path})")
         id_map = load_id_map_png(path)
         info = self.images.get(str(image_id))
-        if info and "height" in info and id_map.shape != (int(info["height"]), int(info["width"])):
+        if info and id_map.shape != (info["height"], info["width"]):
             raise InputError(
                 f"panoptic PNG {path}: is {id_map.shape[1]}x{id_map.shape[0]} (WxH) but "
                 f"{self.json_path} says the image is {info['width']}x{info['height']}"
             )
+        stray = sorted(set(np.unique(id_map).tolist()) - {0} - {s["id"] for s in ann["segments_info"]})
+        if stray:
+            raise InputError(f"panoptic PNG {path}: holds segment ids {stray[:5]} that {self.json_path} does not "
+                             f"list in segments_info of image {image_id}; list them there or paint them 0 (VOID)")
         return id_map
 
     def masks(self, image_id: str) -> EntityMasks:
@@ -137,7 +169,7 @@ class CocoPanopticDataset(Dataset):
 
     def load_image(self, image_id: str) -> np.ndarray:
         info = self.panoptic.images.get(image_id, {})
-        file_name = info.get("file_name") or f"{int(image_id):012d}.jpg"
+        file_name = info.get("file_name") or (f"{int(image_id):012d}.jpg" if image_id.isdigit() else f"{image_id}.jpg")
         return load_image(self.image_dir / file_name)
 
     def panoptic_sample(self, image_id: str) -> dict[str, Any]:
@@ -169,6 +201,5 @@ class CocoPanopticDataset(Dataset):
         data = {**data, "images": [i for i in data.get("images", []) if str(i["id"]) in keep],
                 "annotations": [a for a in data["annotations"] if str(a["image_id"]) in keep]}
         path = Path(folder) / pan.json_path.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_json(path, data)  # atomic
         return str(path), {"gt_dir": str(pan.png_dir)}

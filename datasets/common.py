@@ -1,4 +1,4 @@
-"""Helpers shared by the dataset readers and the evaluators: reading JSON and pickles with errors that
+"""Helpers shared by the dataset readers and the evaluators: reading pickles with errors that
 name the file, decoding COCO segmentations, and the lazily checked ``root`` of a dataset."""
 
 from __future__ import annotations
@@ -12,27 +12,16 @@ from typing import Any
 import numpy as np
 
 from esgkit.core.errors import InputError
-
-
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """Parse a JSON file; a missing file or malformed JSON is an InputError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {path}: no such file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {path}: malformed JSON ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{what} {path}: not a UTF-8 text file ({exc})") from exc
+from esgkit.core.fields import is_number, kind
+from esgkit.core.types import check_image_size, decode_rle
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Compact JSON, written atomically (a crash leaves the old file or none, never a torn one)."""
+    from esgkit.core.outputs import atomic_write
+
     # json.dumps runs the C encoder in one go; json.dump to a file streams through the slow Python one
-    path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    atomic_write(path, json.dumps(data, separators=(",", ":")))
 
 
 class NotPlainData(pickle.UnpicklingError):
@@ -65,29 +54,39 @@ def read_plain_pickle(path: str | Path, what: str = "pickle") -> Any:
 
 
 def segmentation_to_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:
-    """bool (H, W) mask from any COCO segmentation: polygons, uncompressed or compressed RLE."""
+    """bool (H, W) mask from any COCO segmentation: polygons, uncompressed or compressed RLE.
+    Checked before pycocotools sees it (it trusts its input): an RLE by ``check_rle`` (its size must
+    be the image's), polygons as lists of ≥ 3 finite (x, y) points near the image."""
+    size = check_image_size([height, width], where)
+    if isinstance(segm, dict):
+        return decode_rle(segm, where, size)
+    if not isinstance(segm, list):
+        raise InputError(f"{where}: segmentation is {kind(segm)}; expected polygons [[x, y, ...], ...] or a COCO RLE")
+    if not segm:
+        return np.zeros(size, bool)
+    check_polygons(segm, height, width, where)
     from pycocotools import mask as mask_utils
 
-    try:
-        if isinstance(segm, list):  # polygons
-            if not segm:
-                return np.zeros((height, width), bool)
-            rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-            rle = mask_utils.frPyObjects(segm, *segm["size"])
-        elif isinstance(segm, dict) and "counts" in segm:
-            counts = segm["counts"]
-            rle = {"size": segm["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        else:
-            raise TypeError(f"unsupported segmentation {type(segm).__name__}")
-        mask = mask_utils.decode(rle).astype(bool)
-    except (TypeError, ValueError, KeyError, UnicodeEncodeError) as exc:
-        raise InputError(f"{where}: bad segmentation ({type(exc).__name__}: {exc})") from exc
-    if mask.shape != (height, width):
-        raise InputError(
-            f"{where}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but the image is {width}x{height}"
-        )
-    return mask
+    polygons = [[float(v) for v in poly] for poly in segm]
+    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))).astype(bool)
+
+
+def check_polygons(polygons: list, height: int, width: int, where: str) -> None:
+    """InputError unless every polygon is a flat list of an even number (≥ 6) of finite numbers
+    within one image size of the image (pycocotools rasterises far-away or huge points into
+    unbounded memory)."""
+    perimeter = 0.0
+    for k, poly in enumerate(polygons):
+        if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0 and all(is_number(v) for v in poly)):
+            raise InputError(f"{where}: polygon {k} is {kind(poly)}; expected [x1, y1, x2, y2, x3, y3, ...], "
+                             "an even number (at least 6) of finite numbers")
+        xy = np.asarray(poly, np.float64).reshape(-1, 2)
+        if (np.abs(xy - [width / 2, height / 2]) > [1.5 * width, 1.5 * height]).any():
+            raise InputError(f"{where}: polygon {k} has points far outside the {width}x{height} (WxH) image; "
+                             "it was made for another image")
+        perimeter += float(np.abs(xy - np.roll(xy, 1, axis=0)).max(axis=1).sum())  # what pycocotools rasterises
+    if perimeter > 4 * height * width + 4 * (height + width):
+        raise InputError(f"{where}: polygons {perimeter:,.0f} pixels long cannot outline a {width}x{height} image")
 
 
 def resolve_root(root: str, name: str) -> Path:

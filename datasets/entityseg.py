@@ -13,30 +13,46 @@ import numpy as np
 
 from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
-from esgkit.core.io import load_image
+from esgkit.core.io import load_image, read_json
+from esgkit.core.limits import check_entities, check_pixels
 
-from .common import dataset_file, read_json, segmentation_to_mask, write_json
+from .common import dataset_file, segmentation_to_mask, write_json
+from esgkit.core.fields import BOOL, ID, INT, SEGMENTATION, SIZE, TEXT, check_fields, check_list, shape
+
+
+IMAGE = {"id": ID, "height": SIZE, "width": SIZE}
+ANNOTATION = {"id": INT, "image_id": ID, "segmentation": SEGMENTATION}
+ANNOTATION_OPTIONAL = {"iscrowd": BOOL}
 
 
 class InstancesIndex:
-    """A parsed COCO instances JSON: images and annotations by image id (ids as str)."""
+    """A parsed COCO instances JSON: images and annotations by image id (ids as str). Every image and
+    annotation is checked on reading (fields, types, sizes), so a bad file fails here, naming the entry."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, what: str = "instances JSON") -> None:
         self.path = Path(path)
-        data = read_json(self.path, "instances JSON")
+        where = f"{what} {self.path}"
+        data = read_json(self.path, what)
         if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
-            raise InputError(f"instances JSON {self.path}: expected a COCO object with 'images' and 'annotations'")
+            raise InputError(f"{where}: expected a COCO object with 'images' and 'annotations'; got {shape(data)}")
         self.data = data
-        try:
-            self.images: dict[str, dict[str, Any]] = {str(i["id"]): i for i in data["images"]}
-            self.anns_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in self.images}
-            for a in data["annotations"]:
-                key = str(a["image_id"])
-                if key not in self.images:
-                    raise InputError(f"instances JSON {self.path}: annotation {a.get('id')} names unknown image_id {key}")
-                self.anns_by_image[key].append(a)
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"instances JSON {self.path}: bad entry ({type(exc).__name__}: {exc})") from exc
+        self.images: dict[str, dict[str, Any]] = {}
+        for k, info in enumerate(check_list(data["images"], f"{where}: 'images'", "{id, height, width} objects")):
+            check_fields(info, f"{where}: image {k}", IMAGE, {"file_name": TEXT})
+            check_pixels(info["height"], info["width"], f"{where}: image {info['id']}")
+            if str(info["id"]) in self.images:
+                raise InputError(f"{where}: image {k} repeats id {info['id']}; image ids must be unique")
+            self.images[str(info["id"])] = info
+        self.anns_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in self.images}
+        for k, a in enumerate(check_list(data["annotations"], f"{where}: 'annotations'", "annotation objects")):
+            check_fields(a, f"{where}: annotation {k}", ANNOTATION, ANNOTATION_OPTIONAL)
+            key = str(a["image_id"])
+            if key not in self.images:
+                raise InputError(f"{where}: annotation {a['id']} names unknown image_id {key}; add the image to "
+                                 "'images' or drop the annotation")
+            self.anns_by_image[key].append(a)
+        for key, anns in self.anns_by_image.items():
+            check_entities(len(anns), f"{where}: image {key}")
 
     def masks(self, image_id: str) -> EntityMasks:
         info = self.images[image_id]
@@ -111,7 +127,10 @@ class EntitySegDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_id = self.image_ids[index]
-        image = load_image(self.image_dir / self.index.images[image_id]["file_name"])
+        file_name = self.index.images[image_id].get("file_name")
+        if not file_name:
+            raise InputError(f"instances JSON {self.index.path}: image {image_id} has no file_name; add it")
+        image = load_image(self.image_dir / file_name)
         masks = self.index.masks(image_id)
         masks.check_image_size(image.shape[0], image.shape[1], f"entity masks of image {image_id}")
         keys = ("id", "category_id", "bbox", "area", "iscrowd")

@@ -13,9 +13,13 @@ from typing import Any
 from esgkit.core import Caption, Grounding, NounPhrase, PhraseGrounding
 from esgkit.core.types import encode_rle
 from esgkit.core.errors import InputError
+from esgkit.core.io import read_json
 
 from .coco_panoptic import CocoPanopticDataset
-from .common import read_json
+from esgkit.core.fields import BOOL, ID, LIST, SEGMENT_IDS, TEXT, check_fields, check_list
+
+NARRATIVE = {"image_id": ID, "caption": TEXT, "segments": LIST}
+SEGMENT = {"utterance": TEXT, "segment_ids": SEGMENT_IDS, "noun": BOOL, "plural": BOOL}  # all optional
 
 
 @dataclass(frozen=True)
@@ -47,38 +51,35 @@ def parse_narrative(entry: Any, index: int, where: str) -> Narrative:
 
     Utterances are located in the caption in order (the official utterances are consecutive pieces
     of the caption); an utterance that cannot be found is an error naming the entry."""
-    if not isinstance(entry, dict) or "caption" not in entry or "segments" not in entry:
-        raise InputError(f"{where}: entry {index} is not a {{image_id, caption, segments}} object")
-    text = str(entry["caption"])
+    where = f"{where}: entry {index}"
+    check_fields(entry, where, NARRATIVE)
+    where = f"{where} (image {entry['image_id']})"
+    text = entry["caption"]
     phrases: list[NounPhrase] = []
     links: list[tuple[int, ...]] = []
     cursor = 0
-    try:
-        for seg in entry["segments"]:
-            utterance = str(seg.get("utterance", "")).strip()
-            start, length = _locate(text, utterance, cursor)
-            if start >= 0:
-                cursor = start + length
-            ids = tuple(int(i) for i in seg.get("segment_ids", []) or [])
-            if not seg.get("noun", bool(ids)) or not ids:
-                continue
-            if start < 0:
-                raise InputError(
-                    f"{where}: entry {index} (image {entry.get('image_id')}): utterance {utterance!r} "
-                    "is not found in the caption"
-                )
-            phrases.append(NounPhrase(text[start : start + length], start, start + length,
-                                      bool(seg.get("plural", len(ids) > 1))))
-            links.append(ids)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: entry {index} has a bad segment ({type(exc).__name__}: {exc})") from exc
-    return Narrative(str(entry.get("image_id")), Caption(text, tuple(phrases)), tuple(links), index)
+    for j, seg in enumerate(entry["segments"]):
+        check_fields(seg, f"{where} segment {j}", {}, SEGMENT)
+        utterance = (seg.get("utterance") or "").strip()
+        start, length = _locate(text, utterance, cursor)
+        if start >= 0:
+            cursor = start + length
+        ids = tuple(int(i) for i in seg.get("segment_ids") or [])
+        if not seg.get("noun", bool(ids)) or not ids:
+            continue
+        if start < 0:
+            raise InputError(f"{where}: utterance {utterance!r} is not found in the caption; utterances are "
+                             "consecutive pieces of the caption")
+        phrases.append(NounPhrase(text[start : start + length], start, start + length,
+                                  bool(seg.get("plural", len(ids) > 1))))
+        links.append(ids)
+    return Narrative(str(entry["image_id"]), Caption(text, tuple(phrases)), tuple(links), index)
 
 
 def read_narratives(path: str | Path) -> list[Narrative]:
-    data = read_json(path, "narrative JSON")
-    if not isinstance(data, list):
-        raise InputError(f"narrative JSON {path}: expected a list of {{image_id, caption, segments}} objects")
+    """The narratives of a PNG-style JSON, each entry checked (``NARRATIVE``, ``SEGMENT``)."""
+    data = check_list(read_json(path, "narrative JSON"), f"narrative JSON {path}",
+                      "{image_id, caption, segments} objects")
     return [parse_narrative(e, i, f"narrative JSON {path}") for i, e in enumerate(data)]
 
 

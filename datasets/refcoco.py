@@ -14,21 +14,31 @@ import numpy as np
 
 from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
-from esgkit.core.io import load_image
+from esgkit.core.io import load_image, read_json
+from esgkit.core.limits import check_pixels
 
-from .common import find_file, read_json, read_plain_pickle, resolve_root, segmentation_to_mask
+from .common import find_file, read_plain_pickle, resolve_root, segmentation_to_mask
+from esgkit.core.fields import BOX, ID, INT, LIST, SEGMENTATION, SIZE, TEXT, check_fields, check_list, shape
+
+
+REF = {"ref_id": INT, "ann_id": INT, "image_id": ID, "sentences": LIST}
+REF_OPTIONAL = {"split": TEXT, "category_id": INT}
+SENTENCE = {"sent_id": INT}
+INSTANCE = {"id": INT, "image_id": ID, "bbox": BOX, "segmentation": SEGMENTATION}
+IMAGE = {"id": ID, "height": SIZE, "width": SIZE}
 
 
 def read_refs(path: str | Path) -> list[dict[str, Any]]:
-    """The list of refs from a ``.p`` pickle (restricted to plain data) or a ``.json`` file."""
+    """The list of refs from a ``.p`` pickle (restricted to plain data) or a ``.json`` file, each ref
+    and sentence checked (``REF``, ``SENTENCE``)."""
     path = Path(path)
     data = read_json(path, "refs file") if path.suffix.lower() == ".json" else read_plain_pickle(path, "refs file")
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise InputError(f"refs file {path}: expected a list of ref objects ({{ref_id, ann_id, image_id, sentences}})")
-    for r in data:
-        missing = [k for k in ("ref_id", "ann_id", "image_id", "sentences") if k not in r]
-        if missing:
-            raise InputError(f"refs file {path}: ref {r.get('ref_id', '?')} lacks {', '.join(missing)}")
+    check_list(data, f"refs file {path}", "ref objects {ref_id, ann_id, image_id, sentences}")
+    for k, r in enumerate(data):
+        where = f"refs file {path}: ref {k}"
+        check_fields(r, where, REF, REF_OPTIONAL)
+        for j, sentence in enumerate(r["sentences"]):
+            check_fields(sentence, f"{where} (ref_id {r['ref_id']}) sentence {j}", SENTENCE)
     return data
 
 
@@ -39,33 +49,42 @@ class RefIndex:
         self.refs_path = Path(refs_path)
         self.instances_path = Path(instances_path)
         refs = read_refs(self.refs_path)
+        where = f"instances JSON {self.instances_path}"
         data = read_json(self.instances_path, "instances JSON")
         if not isinstance(data, dict) or "annotations" not in data:
-            raise InputError(f"instances JSON {self.instances_path}: expected a COCO instances object with 'annotations'")
-        try:
-            self.anns: dict[int, dict[str, Any]] = {int(a["id"]): a for a in data["annotations"]}
-            self.images: dict[str, dict[str, Any]] = {str(i["id"]): i for i in data.get("images", [])}
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"instances JSON {self.instances_path}: bad entry ({type(exc).__name__}: {exc})") from exc
+            raise InputError(f"{where}: expected a COCO instances object with 'images' and 'annotations'; "
+                             f"got {shape(data)}")
+        self.anns: dict[int, dict[str, Any]] = {}
+        for k, a in enumerate(check_list(data["annotations"], f"{where}: 'annotations'", "annotation objects")):
+            self.anns[check_fields(a, f"{where}: annotation {k}", INSTANCE, {"category_id": INT})["id"]] = a
+        self.images: dict[str, dict[str, Any]] = {}
+        for k, i in enumerate(check_list(data.get("images", []), f"{where}: 'images'", "{id, height, width} objects")):
+            check_fields(i, f"{where}: image {k}", IMAGE, {"file_name": TEXT})
+            check_pixels(i["height"], i["width"], f"{where}: image {i['id']}")
+            self.images[str(i["id"])] = i
         self.refs = [r for r in refs if not split or r.get("split") == split]
         if split and not self.refs:
             splits = sorted({str(r.get("split")) for r in refs})
             raise InputError(f"refs file {self.refs_path}: no refs of split {split!r} (splits: {', '.join(splits)})")
         self.sentences: list[dict[str, Any]] = []
+        self.by_sent: dict[int, dict[str, Any]] = {}
         for r in self.refs:
-            ann_id = int(r["ann_id"])
-            if ann_id not in self.anns:
+            ann_id, ann = r["ann_id"], self.anns.get(r["ann_id"])
+            if ann is None:
                 raise InputError(
                     f"refs file {self.refs_path}: ref {r['ref_id']} points to ann_id {ann_id}, which "
                     f"{self.instances_path} does not hold"
                 )
+            category = next((c for c in (r.get("category_id"), ann.get("category_id")) if c is not None), 0)
             for s in r["sentences"]:
-                self.sentences.append({
-                    "ref_id": int(r["ref_id"]), "sent_id": int(s["sent_id"]), "sent": str(s.get("sent", s.get("raw", ""))),
-                    "ann_id": ann_id, "image_id": str(r["image_id"]), "bbox": [float(v) for v in self.anns[ann_id]["bbox"]],
-                    "category_id": int(r.get("category_id", self.anns[ann_id].get("category_id", 0))),
-                })
-        self.by_sent = {s["sent_id"]: s for s in self.sentences}
+                if s["sent_id"] in self.by_sent:
+                    raise InputError(f"refs file {self.refs_path}: ref {r['ref_id']} repeats sent_id {s['sent_id']}; "
+                                     "sent_ids must be unique")
+                entry = {"ref_id": r["ref_id"], "sent_id": s["sent_id"], "sent": str(s.get("sent", s.get("raw", ""))),
+                         "ann_id": ann_id, "image_id": str(r["image_id"]), "bbox": [float(v) for v in ann["bbox"]],
+                         "category_id": category}
+                self.sentences.append(entry)
+                self.by_sent[s["sent_id"]] = entry
         self.anns_by_image: dict[str, list[dict[str, Any]]] = {}
         for a in self.anns.values():
             self.anns_by_image.setdefault(str(a["image_id"]), []).append(a)
@@ -77,7 +96,7 @@ class RefIndex:
         info = self.images.get(str(image_id))
         if info is None:
             raise InputError(f"instances JSON {self.instances_path}: no image with id {image_id}")
-        return int(info["height"]), int(info["width"])
+        return info["height"], info["width"]
 
     def ann_mask(self, ann_id: int) -> np.ndarray:
         ann = self.anns[int(ann_id)]

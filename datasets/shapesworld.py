@@ -14,6 +14,12 @@
 
 Image ``k`` (0-based) of a split is drawn from ``numpy.random.default_rng([seed, crc32(split), k])``,
 so the output is the same for any number of worker processes.
+
+Every file is written atomically (``esgkit.core.outputs``): a kill leaves whole files or none. The
+split's annotation JSONs come after its images (``panoptic_<split>.json`` last: they make the split
+readable) and ``shapesworld_<split>.json`` last of all: it marks the split complete, while the hidden
+``.shapesworld_<split>.pending.json`` (removed at the end) marks one being written; see
+``datasets/shapesworld_files.py`` for what a rerun does with either.
 """
 
 from __future__ import annotations
@@ -32,10 +38,15 @@ import numpy as np
 
 from esgkit.core.errors import InputError
 
-from .common import read_json, write_json
+from esgkit.core.io import read_json
+
+from esgkit.core.outputs import atomic_path
+
+from .common import write_json
 from .entityseg import entity_subset
 from .png import PNGDataset, narrative_sample
 from .refcoco import read_refs
+from .shapesworld_files import annotation_files, pending_name
 from .shapesworld_language import Describer
 from .shapesworld_scene import CATEGORY_IDS, SceneSettings, categories, make_scene
 
@@ -73,7 +84,8 @@ def _save_id_map(path: Path, id_map: np.ndarray) -> None:
     rgb = np.zeros((*id_map.shape, 3), np.uint8)
     rgb[..., 0] = id_map & 255
     rgb[..., 1] = id_map >> 8
-    Image.fromarray(rgb).save(path, compress_level=1)
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, compress_level=1)
 
 
 @dataclass
@@ -86,6 +98,7 @@ class _Job:
     height: int
     image_format: str
     settings: SceneSettings
+    keep_existing: bool = False  # resuming: files already there are whole (atomic) and the same
 
 
 def _make_one(job: _Job) -> dict[str, Any]:
@@ -101,12 +114,17 @@ def _make_one(job: _Job) -> dict[str, Any]:
     stem = f"{image_id:012d}"
     out = Path(job.out)
     file_name = f"{stem}.{job.image_format}"
-    im = Image.fromarray(scene.image)
-    if job.image_format == "jpg":
-        im.save(out / job.split / file_name, quality=95, subsampling=0)
-    else:
-        im.save(out / job.split / file_name, compress_level=1)
-    _save_id_map(out / "annotations" / f"panoptic_{job.split}" / f"{stem}.png", scene.id_map)
+    image_path = out / job.split / file_name
+    if not (job.keep_existing and image_path.is_file()):
+        im = Image.fromarray(scene.image)
+        with atomic_path(image_path) as tmp:
+            if job.image_format == "jpg":
+                im.save(tmp, quality=95, subsampling=0)
+            else:
+                im.save(tmp, compress_level=1)
+    id_path = out / "annotations" / f"panoptic_{job.split}" / f"{stem}.png"
+    if not (job.keep_existing and id_path.is_file()):
+        _save_id_map(id_path, scene.id_map)
 
     id_t = np.ascontiguousarray(scene.id_map.T)
     segments, rles = [], {}
@@ -133,34 +151,46 @@ def _make_one(job: _Job) -> dict[str, Any]:
     }
 
 
-def generate(out_dir: str | Path, images: int = 10, seed: int = 0, size: str | tuple[int, int] = (256, 256),
-             split: str = "val", workers: int = 1, image_format: str = "jpg",
-             settings: SceneSettings | None = None, progress: bool = False) -> Path:
-    """Write ``images`` ShapesWorld scenes of ``size`` (WxH string or (W, H)) as split ``split``
-    under ``out_dir`` in every format listed in the module docstring; returns ``out_dir``."""
+def provenance(images: int = 10, seed: int = 0, size: str | tuple[int, int] = (256, 256), split: str = "val",
+               image_format: str = "jpg", settings: SceneSettings | None = None) -> dict[str, Any]:
+    """The checked generator settings of a split, as ``shapesworld_<split>.json`` records them."""
     width, height = parse_size(size if isinstance(size, str) else f"{int(size[0])}x{int(size[1])}")
     if images < 1:
         raise InputError(f"--images must be at least 1 (got {images})")
     if image_format not in ("jpg", "png"):
         raise InputError(f"image format {image_format!r}: use jpg or png")
-    if not split or any(c in split for c in "/\\ "):
+    if not split or any(c in split for c in "/\\ ") or split.startswith("."):
         raise InputError(f"split {split!r}: use a plain name such as train or val")
+    return {"generator": "esgkit ShapesWorld", "version": VERSION, "seed": int(seed), "split": split,
+            "images": images, "width": width, "height": height, "image_format": image_format,
+            "settings": dataclasses.asdict(settings or SceneSettings())}
+
+
+def generate(out_dir: str | Path, images: int = 10, seed: int = 0, size: str | tuple[int, int] = (256, 256),
+             split: str = "val", workers: int = 1, image_format: str = "jpg",
+             settings: SceneSettings | None = None, progress: bool = False, resume: bool = False) -> Path:
+    """Write ``images`` ShapesWorld scenes of ``size`` (WxH string or (W, H)) as split ``split``
+    under ``out_dir`` in every format listed in the module docstring; returns ``out_dir``. The split's
+    earlier annotation files are removed first. ``resume``: keep the image files already there (those
+    of an interrupted run with the same settings: ``shapesworld_files.split_state``)."""
+    meta = provenance(images, seed, size, split, image_format, settings)
+    width, height = meta["width"], meta["height"]
     out = Path(out_dir)
     (out / split).mkdir(parents=True, exist_ok=True)
     (out / "annotations" / f"panoptic_{split}").mkdir(parents=True, exist_ok=True)
+    write_json(out / pending_name(split), meta)  # this split is being written
+    for path in (out / f"shapesworld_{split}.json", *annotation_files(out, split)):
+        path.unlink(missing_ok=True)  # no earlier annotation ever describes the new images
     settings = settings or SceneSettings()
-    jobs = [_Job(str(out), split, k, int(seed), width, height, image_format, settings) for k in range(images)]
+    jobs = [_Job(str(out), split, k, int(seed), width, height, image_format, settings, resume) for k in range(images)]
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             records = list(_progress(pool.imap(_make_one, jobs, chunksize=4), images, progress))
     else:
         records = list(_progress(map(_make_one, jobs), images, progress))
     _write_annotations(out, split, records)
-    write_json(out / f"shapesworld_{split}.json", {
-        "generator": "esgkit ShapesWorld", "version": VERSION, "seed": int(seed), "split": split,
-        "images": images, "width": width, "height": height, "image_format": image_format,
-        "settings": dataclasses.asdict(settings),
-    })
+    write_json(out / f"shapesworld_{split}.json", meta)  # last: the split is complete
+    (out / pending_name(split)).unlink(missing_ok=True)
     return out
 
 
@@ -173,21 +203,10 @@ def _progress(iterable: Any, total: int, show: bool) -> Any:
 
 
 def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> None:
+    """The split's annotation files, each atomically; those the reader requires last, panoptic last of all."""
     cats = categories()
     images = [r["image"] for r in records]
     ann = out / "annotations"
-    write_json(ann / f"panoptic_{split}.json", {
-        "info": {"description": f"ShapesWorld {split}", "version": VERSION},
-        "licenses": [], "images": images, "categories": cats,
-        "annotations": [{"image_id": r["image"]["id"], "file_name": f"{r['image']['id']:012d}.png",
-                         "segments_info": r["segments"]} for r in records],
-    })
-    write_json(ann / f"png_coco_{split}.json", [r["narrative"] for r in records])
-    write_json(ann / f"captions_{split}.json", {
-        "images": images,
-        "annotations": [{"id": r["image"]["id"], "image_id": r["image"]["id"], "caption": r["description"]}
-                        for r in records],
-    })
     entity_anns, thing_anns = [], []
     for r in records:
         image_id = r["image"]["id"]
@@ -214,12 +233,23 @@ def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> 
                          "segment_id": segment_id})
             ref_id += 1
     ref_dir = out / f"refcoco_{split}"
-    ref_dir.mkdir(parents=True, exist_ok=True)
-    with open(ref_dir / "refs(unc).p", "wb") as f:
-        pickle.dump(refs, f, protocol=2)
-    write_json(ref_dir / "refs(unc).json", refs)
     write_json(ref_dir / "instances.json", {"images": images, "annotations": thing_anns,
                                             "categories": [c for c in cats if c["isthing"]]})
+    with atomic_path(ref_dir / "refs(unc).p") as tmp, open(tmp, "wb") as f:
+        pickle.dump(refs, f, protocol=2)
+    write_json(ref_dir / "refs(unc).json", refs)
+    write_json(ann / f"captions_{split}.json", {
+        "images": images,
+        "annotations": [{"id": r["image"]["id"], "image_id": r["image"]["id"], "caption": r["description"]}
+                        for r in records],
+    })
+    write_json(ann / f"png_coco_{split}.json", [r["narrative"] for r in records])
+    write_json(ann / f"panoptic_{split}.json", {
+        "info": {"description": f"ShapesWorld {split}", "version": VERSION},
+        "licenses": [], "images": images, "categories": cats,
+        "annotations": [{"image_id": r["image"]["id"], "file_name": f"{r['image']['id']:012d}.png",
+                         "segments_info": r["segments"]} for r in records],
+    })
 
 
 class ShapesWorldDataset(PNGDataset):
@@ -253,6 +283,9 @@ class ShapesWorldDataset(PNGDataset):
         make = f"`esgkit data shapesworld {root} --split {split}`"
         if not root.is_dir():
             raise InputError(f"data folder {root} does not exist; make one with {make}")
+        if (root / pending_name(split)).is_file():
+            raise InputError(f"split {split!r} of {root} was interrupted while being written; rerun the command that "
+                             "wrote it (the same `esgkit data shapesworld` line) to finish it")
         for path in self.required_files():
             if not path.exists():
                 raise InputError(f"data folder {root} has no {path.relative_to(root)} (split {split!r}); make the "
@@ -328,4 +361,4 @@ class ShapesWorldDataset(PNGDataset):
         return sample
 
 
-__all__ = ["ShapesWorldDataset", "generate", "parse_size"]
+__all__ = ["ShapesWorldDataset", "generate", "parse_size", "provenance"]

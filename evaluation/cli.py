@@ -17,7 +17,8 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("task", help="evaluator name (esgkit list evaluator)")
     p.add_argument("--gt", required=True, help="ground-truth file (or folder, for res/rec)")
     p.add_argument("--pred", required=True, help="prediction file")
-    p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.add_argument("--out", help="also write the metrics to this JSON file (a new file, or one `esgkit score` wrote)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even when esgkit score did not write it")
     p.set_defaults(func=cmd_score, accepts_overrides=True)  # key=value words: evaluator options
 
     e = subparsers.add_parser(
@@ -28,7 +29,10 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
                     "grounds on the dataset's ground-truth masks unless its segmenter says otherwise.")
     e.add_argument("config", help="pipeline config: a name (e.g. gella_tiny_trained) or a YAML path")
     e.add_argument("--data", required=True, help="the dataset's folder (e.g. written by `esgkit data shapesworld`)")
-    e.add_argument("--out", required=True, help="metrics JSON file to write")
+    e.add_argument("--out", required=True, help="metrics JSON file to write (a new file, or one `esgkit eval` wrote); "
+                                                "the prediction files go to the folder <stem>_predictions beside it")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace --out and write into <stem>_predictions even when esgkit eval did not write them")
     e.add_argument("--dataset", default="shapesworld", help="dataset reader (esgkit list dataset; default shapesworld)")
     e.add_argument("--checkpoint", help="weights replacing the config's own: a .safetensors file, or a run folder "
                                         "of `esgkit train` (its newest checkpoint)")
@@ -65,34 +69,47 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 
 def write_metrics(path: str | Path, record: dict, metrics: dict[str, float]) -> Path:
-    """``{**record, "metrics": …}`` as JSON (NaN written as null), creating the folder."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """``{**record, "metrics": …}`` as JSON (NaN written as null), creating the folder; atomically, so
+    a crash leaves the old file or none."""
+    from esgkit.core.outputs import atomic_write
+
     clean = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-    out.write_text(json.dumps({**record, "metrics": clean}, indent=1))
-    return out
+    return atomic_write(path, json.dumps({**record, "metrics": clean}, indent=1))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    """Score; ``--out`` (kind ``score`` of ``esgkit.core.outputs``): never --gt or --pred, never a
+    folder, an existing file only if `esgkit score` wrote it (its ``written_by``) or with --overwrite."""
     from esgkit.core import get_registry
+    from esgkit.core.outputs import claim_file, written_by_tag
 
+    if args.out:  # refuse before scoring
+        claim_file(args.out, "score", getattr(args, "overwrite", False), inputs=[args.gt, args.pred])
     evaluator = get_registry().build("evaluator", {"name": args.task, **parse_options(getattr(args, "overrides", []))},
                                      key="evaluator")
     metrics = evaluator.score(args.gt, args.pred)  # type: ignore[attr-defined]
     print(format_metrics(metrics))
     if args.out:
-        print(f"wrote {write_metrics(args.out, {'task': args.task, 'gt': args.gt, 'pred': args.pred}, metrics)}")
+        record = {"written_by": written_by_tag("score"), "task": args.task, "gt": args.gt, "pred": args.pred}
+        print(f"wrote {write_metrics(args.out, record, metrics)}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate; ``--out`` is claimed as kind ``eval`` (as ``score``), the folder ``<stem>_predictions``
+    beside it as kind ``eval-predictions`` (``esgkit.core.outputs``), both before any work."""
     from esgkit.core import build_pipeline, get_registry, load_config
     from esgkit.core.errors import ConfigError
+    from esgkit.core.outputs import check_folder, claim_file, claim_folder, written_by_tag
     from esgkit.core.schema import to_container
     from esgkit.layers.weights import trained_weights
 
     from .run import evaluate
 
+    overwrite = getattr(args, "overwrite", False)
+    out = claim_file(args.out, "eval", overwrite, inputs=[a for a in (args.checkpoint,) if a])
+    pred_dir = out.with_name(out.stem + "_predictions")
+    check_folder(pred_dir, "eval-predictions", overwrite, option="the prediction folder")  # before any work
     registry = get_registry()
     dataset = registry.build("dataset", {"name": args.dataset, "root": str(args.data), "split": args.split},
                              key="dataset")
@@ -112,11 +129,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         section, option = key.split(".", 1)
         config[section] = {**(config.get(section) or {}), option: str(trained_weights(args.checkpoint))}
     pipeline = build_pipeline(config)
-    out = Path(args.out)
-    pred_dir = out.with_name(out.stem + "_predictions")
     skip = set(args.skip) | ({"res"} if args.no_res else set())
-    record = {"config": args.config, "overrides": overrides, "segmenter_config": args.segmenter, "checkpoint": args.checkpoint,
-              "data": str(args.data), "split": args.split}
+    record = {"written_by": written_by_tag("eval"), "config": args.config, "overrides": overrides,
+              "segmenter_config": args.segmenter, "checkpoint": args.checkpoint, "data": str(args.data),
+              "split": args.split}
     cached = None
     if getattr(pipeline, "segmenter", None) is not None:
         from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter, default_cache_dir, segmenter_identity
@@ -126,8 +142,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             pipeline.segmenter = cached_segmenter(pipeline.segmenter, args.mask_cache or default_cache_dir(),
                                                   identity=record["segmenter"])
             cached = pipeline.segmenter if isinstance(pipeline.segmenter, CachedSegmenter) else None
+    predictions = claim_folder(pred_dir, "eval-predictions", overwrite, option="the prediction folder")
     metrics = evaluate(pipeline, dataset, pred_dir, max_images=args.max_images, skip=skip,
                        progress=not args.no_progress)
+    predictions.record(*(p.name for p in sorted(pred_dir.iterdir()) if not p.name.startswith(".")))
     if cached is not None:
         print(f"{record['segmenter']['name']} masks: {cached.misses} images segmented, {cached.hits} read from "
               f"the cache {cached.folder}")

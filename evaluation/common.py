@@ -6,26 +6,25 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from esgkit.core.errors import InputError
-from esgkit.datasets.common import read_json, segmentation_to_mask
+from esgkit.core.io import read_json
+from esgkit.datasets.common import segmentation_to_mask
+from esgkit.core.fields import Field, check_fields, check_list
 
 
-def read_prediction_list(path: str | Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    """A JSON list of prediction objects, each holding ``required`` keys. ``[]`` is valid."""
+def read_prediction_list(path: str | Path, required: Mapping[str, Field],
+                         optional: Mapping[str, Field] | None = None) -> list[dict[str, Any]]:
+    """A JSON list of prediction objects, each holding ``required`` keys of the given kinds
+    (``esgkit.core.fields``; ``optional`` ones checked when present). ``[]`` is valid."""
     data = read_json(path, "prediction file")
-    if not isinstance(data, list):
-        raise InputError(f"prediction file {path}: expected a JSON list of objects (see docs/formats.md)")
+    check_list(data, f"prediction file {path}", "prediction objects (see docs/formats.md)")
     for k, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise InputError(f"prediction file {path}: entry {k} is not an object")
-        missing = [key for key in required if key not in item]
-        if missing:
-            raise InputError(f"prediction file {path}: entry {k} lacks {', '.join(repr(m) for m in missing)}")
+        check_fields(item, f"prediction file {path}: entry {k}", required, optional)
     return data
 
 

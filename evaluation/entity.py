@@ -23,7 +23,10 @@ import numpy as np
 
 from esgkit.core import Evaluator
 from esgkit.core.errors import ConfigError, InputError
-from esgkit.datasets.common import read_json, segmentation_to_mask
+from esgkit.core.limits import check_entities
+from esgkit.datasets.common import segmentation_to_mask
+from esgkit.datasets.entityseg import InstancesIndex
+from esgkit.core.fields import ID, NUMBER, SEGMENTATION
 
 from .common import read_prediction_list
 
@@ -99,27 +102,21 @@ class EntityEvaluator(Evaluator):
         self.variants = variants
 
     def score(self, gt: str, pred: str) -> dict[str, float]:
-        data = read_json(gt, "ground-truth JSON")
-        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-            raise InputError(f"ground-truth JSON {gt}: expected a COCO instances object with 'images' and 'annotations'")
-        images = {str(i["id"]): i for i in data["images"]}
-        preds = read_prediction_list(pred, ("image_id", "segmentation", "score"))
+        index = InstancesIndex(gt, "ground-truth JSON")
+        images, gt_by_image = index.images, index.anns_by_image
+        preds = read_prediction_list(pred, {"image_id": ID, "segmentation": SEGMENTATION, "score": NUMBER})
         pred_by_image: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for k, item in enumerate(preds):
             key = str(item["image_id"])
             if key not in images:
                 raise InputError(f"prediction file {pred}: entry {k} names image_id {item['image_id']}, which {gt} does not have")
             pred_by_image[key].append((k, item))
-        gt_by_image: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for a in data["annotations"]:
-            key = str(a["image_id"])
-            if key not in images:
-                raise InputError(f"ground-truth JSON {gt}: annotation {a.get('id')} names unknown image_id {key}")
-            gt_by_image[key].append(a)
+        for key, items in pred_by_image.items():
+            check_entities(len(items), f"prediction file {pred}: image {key}")
         # one image at a time, keeping only RLEs: real benchmarks do not fit in memory as masks
         sets = {v: {"images": [], "annotations": [], "dets": []} for v in self.variants}
         for key, info in images.items():
-            h, w = int(info["height"]), int(info["width"])
+            h, w = info["height"], info["width"]
             gts = [(a, segmentation_to_mask(a["segmentation"], h, w, f"ground-truth JSON {gt} annotation {a.get('id')}"))
                    for a in gt_by_image.get(key, [])]
             items = pred_by_image.get(key, [])

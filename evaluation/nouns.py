@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
+from esgkit.core.fields import ID, INDEX, SPANS
 from esgkit.datasets.png import read_narratives
 
 from .common import narrative_of, narratives_by_image, read_prediction_list
@@ -34,15 +35,12 @@ class NounExtractionEvaluator(Evaluator):
         narratives = read_narratives(gt)
         by_image = narratives_by_image(narratives)
         predicted: dict[int, list[tuple[int, int]]] = {}
-        for k, item in enumerate(read_prediction_list(pred, ("image_id", "phrases"))):
+        entries = read_prediction_list(pred, {"image_id": ID, "phrases": SPANS}, {"narrative_index": INDEX})
+        for k, item in enumerate(entries):
             index = narrative_of(item, by_image, gt, pred, k)
             if index in predicted:
                 raise InputError(f"prediction file {pred}: entry {k} repeats narrative {index} of image {item['image_id']}")
-            try:
-                predicted[index] = [(int(a), int(b)) for a, b in item["phrases"]]
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"prediction file {pred}: entry {k}: phrases must be [[start, end], ...] "
-                                 f"character spans ({exc})") from exc
+            predicted[index] = [(a, b) for a, b in item["phrases"]]
         found = annotated = generated = 0
         for n in narratives:
             spans = set(predicted.get(n.index, ()))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from esgkit.core.types import encode_rle
-from esgkit.datasets.common import read_json, write_json
+from esgkit.datasets.common import write_json
 from esgkit.datasets.png import read_narratives
 
 TASKS = ("png", "res", "rec", "entity", "panoptic")
@@ -44,7 +44,9 @@ def oracle_predictions(task: str, gt: str | Path, out: str | Path, **options: An
         else:
             write_json(out, [{"sent_id": s["sent_id"], "bbox": s["bbox"]} for s in index.sentences])
     elif task == "entity":
-        data = read_json(gt, "ground-truth JSON")
+        from esgkit.datasets.entityseg import InstancesIndex
+
+        data = InstancesIndex(gt, "ground-truth JSON").data  # checked: every annotation has what is copied
         write_json(out, [{"image_id": a["image_id"], "category_id": a.get("category_id", 1),
                           "segmentation": a["segmentation"], "score": 1.0} for a in data["annotations"]])
     elif task == "panoptic":

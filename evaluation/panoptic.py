@@ -1,10 +1,11 @@
 """Panoptic quality (PQ = SQ × RQ), overall / things / stuff, with the standard COCO rules.
 
 A predicted and a GT segment of the same category match when IoU > 0.5 (so matches are unique).
-Pixels with GT id 0 (or an id not listed in segments_info) are VOID: a predicted segment's overlap
-with VOID is taken out of its union, and an unmatched prediction that lies more than half on VOID or
-on a crowd region of its category is not a false positive. Per category PQ = ΣIoU(TP) /
-(TP + ½FP + ½FN); the reported numbers average over the categories that occur (TP + FP + FN > 0).
+Pixels with GT id 0 are VOID (a GT PNG holding an id its segments_info does not list is refused by
+the reader, ``PanopticIndex.id_map``): a predicted segment's overlap with VOID is taken out of its
+union, and an unmatched prediction that lies more than half on VOID or on a crowd region of its
+category is not a false positive. Per category PQ = ΣIoU(TP) / (TP + ½FP + ½FN); the reported
+numbers average over the categories that occur (TP + FP + FN > 0).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 
 from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
-from esgkit.datasets.coco_panoptic import PanopticIndex
-from esgkit.datasets.common import read_json
+from esgkit.core.io import read_json
+from esgkit.datasets.coco_panoptic import PanopticIndex, panoptic_segments
+from esgkit.core.fields import ID, LIST, TEXT, check_fields, check_list, shape
 
 from .common import covered_images
 
@@ -91,16 +93,22 @@ def pq_image(gt_map: np.ndarray, gt_segs: dict[int, dict[str, Any]], pred_map: n
 
 
 def _pred_index(pred: str, pred_dir: str) -> tuple[dict[str, dict[str, Any]], Path]:
+    """The prediction JSON's annotations by image id, each checked (its ``segments_info`` → ``segments``)."""
     data = read_json(pred, "prediction file")
     if isinstance(data, list) and not data:
         return {}, Path(pred).with_suffix("")
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise InputError(f"prediction file {pred}: expected a COCO-panoptic object with 'annotations' "
-                         "(see docs/formats.md)")
-    try:
-        anns = {str(a["image_id"]): a for a in data["annotations"]}
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"prediction file {pred}: bad annotation ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict) or "annotations" not in data:
+        raise InputError(f"prediction file {pred}: expected a COCO-panoptic object {{\"annotations\": [...]}}; "
+                         f"got {shape(data)} (see docs/formats.md)")
+    anns: dict[str, dict[str, Any]] = {}
+    for k, a in enumerate(check_list(data["annotations"], f"prediction file {pred}: 'annotations'",
+                                     "{image_id, file_name, segments_info} objects")):
+        where = f"prediction file {pred}: annotation {k}"
+        check_fields(a, where, {"image_id": ID, "segments_info": LIST}, {"file_name": TEXT})
+        if str(a["image_id"]) in anns:
+            raise InputError(f"{where} repeats image_id {a['image_id']}; one annotation per image")
+        segments = panoptic_segments(a["segments_info"], f"{where} (image {a['image_id']})")
+        anns[str(a["image_id"])] = {**a, "segments": segments}
     return anns, Path(pred_dir) if pred_dir else Path(pred).with_suffix("")
 
 
@@ -127,21 +135,21 @@ class PanopticEvaluator(Evaluator):
         stats: dict[int, _Stat] = {}
         for image_id in covered_images(list(index.annotations), set(pred_anns), self.config.missing, gt, pred):
             gt_map = index.id_map(image_id)
-            gt_segs = {int(s["id"]): s for s in index.annotation(image_id).get("segments_info", [])}
+            gt_segs = {s["id"]: s for s in index.annotation(image_id)["segments_info"]}
             ann = pred_anns.get(image_id)
             if ann is None:
                 pred_map, pred_segs = np.zeros_like(gt_map), {}
             else:
-                path = pred_dir / ann.get("file_name", f"{image_id}.png")
+                path = pred_dir / (ann.get("file_name") or f"{image_id}.png")
                 if not path.is_file():
                     raise InputError(f"prediction PNG {path}: no such file (image {image_id} of {pred})")
                 pred_map = load_id_map_png(path)
                 if pred_map.shape != gt_map.shape:
                     raise InputError(f"prediction PNG {path}: is {pred_map.shape[1]}x{pred_map.shape[0]} (WxH) but "
                                      f"the GT of image {image_id} is {gt_map.shape[1]}x{gt_map.shape[0]}")
-                pred_segs = {int(s["id"]): s for s in ann.get("segments_info", [])}
+                pred_segs = ann["segments"]
                 for s in pred_segs.values():
-                    if int(s.get("category_id", -1)) not in index.categories:
+                    if s["category_id"] not in index.categories:
                         raise InputError(f"prediction file {pred}: image {image_id} segment {s['id']} has "
                                          f"unknown category_id {s.get('category_id')}")
                 stray = set(np.unique(pred_map).tolist()) - set(pred_segs) - {0}

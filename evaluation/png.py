@@ -33,6 +33,7 @@ from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
 from esgkit.datasets.coco_panoptic import PanopticIndex
 from esgkit.datasets.common import find_file
+from esgkit.core.fields import ID, INDEX, SEGMENTATION
 from esgkit.datasets.png import read_narratives
 
 from .common import covered_images, mask_iou, mean, narrative_of, narratives_by_image, prediction_mask, ratio, read_prediction_list
@@ -116,7 +117,8 @@ class PNGEvaluator(Evaluator):
         gt_path = Path(gt)
         narratives = read_narratives(gt_path)
         panoptic = self._panoptic(gt_path)
-        preds = read_prediction_list(pred, ("image_id", "phrase_index", "segmentation"))
+        preds = read_prediction_list(pred, {"image_id": ID, "phrase_index": INDEX, "segmentation": SEGMENTATION},
+                                     {"narrative_index": INDEX})
         by_image = narratives_by_image(narratives)
         table: dict[tuple[int, int], tuple[int, dict[str, Any]]] = {}
         for k, item in enumerate(preds):
@@ -124,7 +126,7 @@ class PNGEvaluator(Evaluator):
             nidx = narrative_of(item, by_image, gt, pred, k)
             n_phr = len(narratives[int(nidx)].phrase_segments)
             p = item["phrase_index"]
-            if not isinstance(p, int) or not 0 <= p < n_phr:
+            if p >= n_phr:
                 raise InputError(f"prediction file {pred}: entry {k}: phrase_index {p!r} is unknown "
                                  f"(image {image_id} has {n_phr} grounded phrases, indices 0..{n_phr - 1})")
             key = (int(nidx), p)
@@ -136,8 +138,7 @@ class PNGEvaluator(Evaluator):
         for image_id in scored:
             indices = by_image[image_id]
             id_map = panoptic.id_map(image_id)
-            isthing = {int(s["id"]): panoptic.isthing(s["category_id"])
-                       for s in panoptic.annotation(image_id).get("segments_info", [])}
+            isthing = {s["id"]: panoptic.isthing(s["category_id"]) for s in panoptic.annotation(image_id)["segments_info"]}
             h, w = id_map.shape
             for nidx in indices:
                 for p, ids in enumerate(narratives[nidx].phrase_segments):

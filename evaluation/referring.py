@@ -18,6 +18,7 @@ import numpy as np
 from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
 from esgkit.datasets.common import find_file
+from esgkit.core.fields import BOX, ID, SEGMENTATION
 from esgkit.datasets.refcoco import RefIndex
 
 from .common import covered_images, mask_iou, mean, prediction_mask, ratio, read_prediction_list
@@ -66,7 +67,7 @@ class RESEvaluator(Evaluator):
 
     def score(self, gt: str, pred: str) -> dict[str, float]:
         index = ref_index(gt, self.config.split, self.config.instances_json)
-        preds = _keyed(read_prediction_list(pred, ("sent_id", "segmentation")), index, pred)
+        preds = _keyed(read_prediction_list(pred, {"sent_id": ID, "segmentation": SEGMENTATION}), index, pred)
         inter = union = 0
         ious = []
         cached: tuple[int, np.ndarray] | None = None  # sentences of one ref are adjacent: keep one mask
@@ -120,15 +121,12 @@ class RECEvaluator(Evaluator):
 
     def score(self, gt: str, pred: str) -> dict[str, float]:
         index = ref_index(gt, self.config.split, self.config.instances_json)
-        preds = _keyed(read_prediction_list(pred, ("sent_id", "bbox")), index, pred)
+        preds = _keyed(read_prediction_list(pred, {"sent_id": ID, "bbox": BOX}), index, pred)
         hits = []
         for s in _covered(index, preds, self.config.missing, gt, pred):
             if s["sent_id"] not in preds:
                 hits.append(0.0)
                 continue
             k, item = preds[s["sent_id"]]
-            box = item["bbox"]
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-                raise InputError(f"prediction file {pred}: entry {k}: bbox must be [x, y, w, h] numbers; got {box!r}")
-            hits.append(float(box_iou([float(v) for v in box], s["bbox"]) >= 0.5))
+            hits.append(float(box_iou([float(v) for v in item["bbox"]], s["bbox"]) >= 0.5))
         return {"Acc@0.5": mean(hits)}

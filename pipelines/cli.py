@@ -14,7 +14,9 @@ ShapesWorld scene:
 4. ``esg.png`` (left: every entity found, one colour each; right: each noun's entities in one colour,
    labelled, with a legend), the two panels alone (``entities.png``, ``overlay.png``),
    ``grounding.json`` (phrases, entity ids, scores, COCO-RLE masks) and ``image.png`` are written to
-   ``--out``, and a table noun → entities, score is printed.
+   ``--out``, and a table noun → entities, score is printed. ``--out`` is a new or empty folder, or
+   one an earlier demo wrote (rerunning into ``esgkit_demo`` just replaces its files); a folder with
+   other files is refused unless ``--overwrite`` (``esgkit.core.outputs``). Each file is written atomically.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import argparse
 import json
 import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 DEFAULT_CONFIG = "esg_tiny"
@@ -35,12 +36,16 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--tokens", type=int, default=900, help="LLM sequence length to count (default 900)")
     p.add_argument("--llm", choices=("auto", "llama7b"), default="auto",
                    help="auto: the config's language decoder if countable on meta, else LLaMA-7B geometry")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--json", help="also write the rows to this JSON file (a new file, or one `esgkit profile` wrote)")
+    p.add_argument("--overwrite", action="store_true", help="replace --json even when esgkit profile did not write it")
     p.set_defaults(func=cmd_profile, accepts_overrides=True)
 
     p = sub.add_parser("demo", help="the main job: the shipped CropFormer segments a ShapesWorld scene, the shipped "
                                     "GELLA describes it and grounds its nouns on those entities")
-    p.add_argument("--out", default="esgkit_demo", help="output folder (default: esgkit_demo)")
+    p.add_argument("--out", default="esgkit_demo", help="output folder (default: esgkit_demo): new, empty, or one "
+                                                       "`esgkit demo` wrote before")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds other files (files of the same name are replaced)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--caption", help="ground the nouns of this caption instead of GELLA's own description")
     which.add_argument("--narrative", action="store_true",
@@ -81,17 +86,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from esgkit.core import build_pipeline
     from esgkit.core.io import load_image, save_image
+    from esgkit.core.outputs import check_folder, claim_folder
+    from esgkit.core.text import check_caption
     from esgkit.layers.painting import draw_overlay
 
+    user_caption = check_caption(args.caption) if args.caption is not None else None  # before any work
+    overwrite = getattr(args, "overwrite", False)
+    check_folder(args.out, "demo", overwrite)  # kind `demo` (esgkit.core.outputs); refused before any work
     sample = demo_scene(args.seed, args.size)
     image = sample["image"]
     overrides = [*getattr(args, "overrides", []), *(["segmenter.name=ground_truth"] if args.gt_masks else [])]
     pipeline = build_pipeline(args.config, overrides)
-    caption = sample["caption"].text if getattr(args, "narrative", False) else args.caption
+    caption = sample["caption"].text if getattr(args, "narrative", False) else user_caption
     result = pipeline.run(image, sample["masks"], caption=caption, image_id=str(sample["image_id"]))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_image(out / "image.png", image)
+    folder = claim_folder(args.out, "demo", overwrite)
+    out = folder.path
+    save_image(out / "image.png", image)  # every file atomically
     paths = pipeline.write(result, str(out), image)
     entities = result.masks
     colors = [tuple(int(v) for v in c) for c in np.random.default_rng(0).integers(40, 256, (len(entities), 3))]
@@ -112,22 +122,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"no nouns found in {where}: nothing to ground (the grounding is empty)")
     else:
         print(format_table(result))
-    for p in [str(out / "image.png"), str(out / "entities.png"), *paths, str(out / "esg.png")]:
+    written = [str(out / "image.png"), str(out / "entities.png"), *paths, str(out / "esg.png")]
+    folder.record(*written)
+    for p in written:
         print(f"wrote {p}")
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from esgkit.core import load_config
+    from esgkit.core.outputs import atomic_write, claim_file
 
     from .gella.profile import format_rows, profile_config
 
+    if args.json:  # a JSON list of rows, so no `written_by`: an existing file needs --overwrite
+        claim_file(args.json, "profile", getattr(args, "overwrite", False), option="--json")
     cfg = load_config(args.config, getattr(args, "overrides", []))
     rows = profile_config(cfg, tokens=args.tokens, llm=args.llm)
     print(format_rows(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([asdict(r) | {"gmacs": r.gmacs} for r in rows], f, indent=1)
+        atomic_write(args.json, json.dumps([asdict(r) | {"gmacs": r.gmacs} for r in rows], indent=1))
     return 0
 
 

@@ -5,15 +5,16 @@ scored by class-agnostic entity AP (``entity`` evaluator: APe, APe_L, …)."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from esgkit.core import Colorizer, Colormap, Dataset, EntityMasks, Pipeline, Predictions, Segmenter
 from esgkit.core.io import save_image, save_masks
+from esgkit.core.outputs import atomic_write
 from esgkit.core.types import encode_rle
 from esgkit.layers.painting import draw_overlay
 
@@ -32,10 +33,16 @@ def entity_predictions(segmenter: Segmenter, dataset: Dataset, out_dir: str, max
         result = segmenter.segment(sample["image"], annotation=sample.get("masks"), image_id=image_id)
         preds += [{"image_id": image_id, "segmentation": encode_rle(m), "score": float(s)}
                   for m, s in zip(result.masks, result.scores)]
-    pred = folder / "entity_pred.json"
-    pred.write_text(json.dumps(preds))
+    pred = atomic_write(folder / "entity_pred.json", json.dumps(preds))
     gt, options = dataset.ground_truth("entity", image_ids, str(folder))
     return Predictions("entity", gt, str(pred), {**options, "variants": variants}, name="entity")
+
+
+def warn_no_entities(segmenter: Segmenter, image_id: str | None, consequence: str) -> None:
+    """The one-line warning of a segmenter that found no entity in an image."""
+    where = f"image {image_id!r}" if image_id else "the image"
+    warnings.warn(f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: {consequence}",
+                  stacklevel=4)  # the caller of run (through the input check)
 
 
 @dataclass
@@ -49,6 +56,7 @@ class ColormapPipeline(Pipeline):
 
     slots = {"segmenter": "segmenter", "colorizer": "colorizer"}
     weights_key = "segmenter.checkpoint"
+    trained_configs = ("cropformer_tiny", "mask2former_tiny", "sam_tiny")
 
     @dataclass
     class Config:
@@ -57,10 +65,11 @@ class ColormapPipeline(Pipeline):
     def __init__(self, config: ColormapPipeline.Config, segmenter: Segmenter, colorizer: Colorizer) -> None:
         self.config, self.segmenter, self.colorizer = config, segmenter, colorizer
 
-    def run(self, image: np.ndarray, masks: EntityMasks | None = None, image_id: str | None = None,
-            **_: Any) -> ColormapResult:
+    def run(self, image: np.ndarray, masks: EntityMasks | None = None, image_id: str | None = None) -> ColormapResult:
         entities = self.segmenter.segment(image, annotation=masks, image_id=image_id)
         entities.check_image_size(image.shape[0], image.shape[1], what="segmenter output")
+        if len(entities) == 0:
+            warn_no_entities(self.segmenter, image_id, "the colormap is all black")
         return ColormapResult(entities, self.colorizer.colorize(entities))
 
     def write(self, result: ColormapResult, out_dir: str, image: np.ndarray) -> list[str]:
@@ -83,4 +92,4 @@ class ColormapPipeline(Pipeline):
         return [entity_predictions(self.segmenter, dataset, out_dir, max_images, progress)]
 
 
-__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions"]
+__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions", "warn_no_entities"]

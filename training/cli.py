@@ -18,8 +18,12 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
                     "train ...")
     p.add_argument("config", help="pipeline config: a name (esgkit config list) or a YAML path")
     p.add_argument("--data", required=True, help="folder written by `esgkit data shapesworld` (with the train split)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.jsonl, loss.png, <weights>.safetensors")
+    p.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.jsonl, loss.png, <weights>.safetensors "
+                                                "(new or empty; a folder of an earlier run needs --resume or --overwrite)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in --out: remove the earlier run's files (or write among other files, replacing "
+                        "those of the run's names)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train, accepts_overrides=True)
 
@@ -30,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .run import describe, train
 
     summary = train(load_config(args.config, getattr(args, "overrides", [])), args.data, args.out,
-                    resume=args.resume, progress=not args.no_progress)
+                    resume=args.resume, overwrite=getattr(args, "overwrite", False), progress=not args.no_progress)
     if "weights" in summary:
         out = Path(args.out)
         print(describe(summary))

@@ -24,8 +24,16 @@ def read_metrics(path: str | Path, split: str = "train") -> list[dict[str, Any]]
         path = path / "metrics.jsonl"
     if not path.is_file():
         raise InputError(f"{path} not found: is this a training run folder (esgkit train --out RUN)?")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("split", "train") == split]
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i == len(lines) - 1:  # the last row of a killed run, torn mid-write: not a row
+                break
+            raise InputError(f"{path}: line {i + 1} is not a JSON row") from None
+    return [r for r in rows if isinstance(r, dict) and r.get("split", "train") == split]
 
 
 def plot_metrics(path: str | Path, out: str | Path, keys: Sequence[str] = ("loss",), split: str = "train",

@@ -48,6 +48,7 @@ import torch.distributed as dist
 
 from esgkit.core import Task
 from esgkit.core.errors import ConfigError, EsgkitError
+from esgkit.core.outputs import atomic_write
 
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
@@ -241,7 +242,7 @@ class Trainer:
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             _truncate_metrics(metrics_path, self.step)
-            (self.out_dir / "config.json").write_text(json.dumps(self._resolved_config(), indent=2, default=str))
+            atomic_write(self.out_dir / "config.json", json.dumps(self._resolved_config(), indent=2, default=str))
         bar = tqdm(total=stop, initial=self.step, disable=not self.progress, desc="train", unit="step", dynamic_ncols=True)
         self.loss_module.train()
         window: dict[str, list[float]] = {}  # loss name -> [sum, count]; subtasks may differ per step
@@ -386,11 +387,22 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _row_step(line: str) -> int | None:
+    """The step of a ``metrics.jsonl`` row, or None for a line that is no complete row (torn by a kill)."""
+    try:
+        row = json.loads(line)
+        return int(row.get("step", 0)) if isinstance(row, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after ``step`` (by a run that crashed after its last checkpoint)."""
+    """Drop rows logged after ``step`` (by a run that crashed after its last checkpoint) and a row torn
+    by a kill; the file is rewritten atomically, ending with a newline, so appending goes on cleanly."""
     if not path.is_file():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
-    if len(kept) != len(rows):
-        path.write_text("".join(r + "\n" for r in kept))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    rows = [line for line in text.splitlines() if line.strip()]
+    kept = [r for r in rows if (s := _row_step(r)) is not None and s <= step]
+    if len(kept) != len(rows) or (text and not text.endswith("\n")):
+        atomic_write(path, "".join(r + "\n" for r in kept))

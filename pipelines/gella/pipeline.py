@@ -29,6 +29,7 @@ same padded square.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,31 @@ def silhouettes(masks: np.ndarray, size: int) -> torch.Tensor:
     return out.flatten(1)
 
 
+def warn_if_empty(result: Grounding, caption: str | None, image_id: str | None, segmenter: str,
+                  threshold: float) -> None:
+    """One warning when a grounding is empty: no entity to ground on, no noun phrase in the caption
+    (or the model's description), or phrases that no entity scores ``threshold`` for."""
+    where = f"image {image_id!r}" if image_id else "the image"
+    if len(result.masks) == 0:
+        message = f"the segmenter ({segmenter}) found no entity in {where}: there is nothing to ground the phrases on"
+    elif not result.groundings:
+        text = caption if caption is not None else result.caption.text
+        source = "the caption" if caption is not None else f"the model's description of {where}"
+        message = f"no noun phrase found in {source} {_short(text)} (by the model's noun extraction): nothing to ground"
+    elif not any(g.entity_ids for g in result.groundings):
+        phrases = ", ".join(repr(g.phrase.text) for g in result.groundings[:5])
+        more = f" and {len(result.groundings) - 5} more" if len(result.groundings) > 5 else ""
+        message = (f"no noun phrase ({phrases}{more}) was grounded on any of the {len(result.masks)} entities of "
+                   f"{where}: no association reached pipeline.threshold = {threshold}")
+    else:
+        return
+    warnings.warn(message, stacklevel=4)  # the caller of run (through the input check)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
 def _name(role: str, component: Any) -> str:
     return f"{role} ({type(component).__name__})"
 
@@ -90,6 +116,8 @@ class GellaPipeline(Pipeline):
         "language_decoder": "language_decoder", "associator": "associator",
     }
     weights_key = "pipeline.checkpoint"
+    trained_configs = ("gella_tiny_trained", "esg_tiny")
+    inputs = frozenset({"masks", "caption", "image_id"})
 
     @dataclass
     class Config:
@@ -230,7 +258,10 @@ class GellaPipeline(Pipeline):
 
     # ------------------------------------------------------------------ one image
     def run(self, image: np.ndarray, masks: EntityMasks | None = None, caption: str | None = None,
-            image_id: str | None = None, **_: Any) -> Grounding:
+            image_id: str | None = None) -> Grounding:
+        """Ground ``caption`` (checked by ``check_inputs``: empty or control characters are an
+        InputError), or with None the model's own description, on the entities of ``image``. An empty
+        result (no entity, no noun phrase, nothing grounded) comes with a warning saying so."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"GELLA needs an RGB image (H, W, 3); got shape {image.shape}")
@@ -254,7 +285,9 @@ class GellaPipeline(Pipeline):
                 logits = self.associator(e_vl, e_vc[0])
         finally:
             self.model.train(was_training)
-        return self.ground(lang, caption, logits, query_entity, entities)
+        result = self.ground(lang, caption, logits, query_entity, entities)
+        warn_if_empty(result, caption, image_id, type(self.segmenter).__name__, self.config.threshold)
+        return result
 
     def entity_embeddings(self, out: MaskDecoderOutput, query_entity: list[torch.Tensor],
                           entity_grids: list[torch.Tensor], entity_shapes: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -380,8 +413,10 @@ class GellaPipeline(Pipeline):
         """All neural parts in one safetensors file (keys ``<slot>.<param>``; tied weights stored once)."""
         from safetensors.torch import save_model
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, str(path))
+        from esgkit.core.outputs import atomic_path
+
+        with atomic_path(path) as tmp:  # a crash leaves the old file or none, never a torn one
+            save_model(self.model, str(tmp))
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Load a checkpoint written by ``save_checkpoint`` (or a weights-only torch file; shipped

@@ -36,6 +36,7 @@ import torch
 
 from esgkit.core import Caption, Dataset, Grounding, InputError, LanguageOutput, PhraseGrounding, Predictions
 from esgkit.core.io import save_id_map_png
+from esgkit.core.outputs import atomic_write
 from esgkit.core.types import encode_rle
 from esgkit.datasets.png import png_predictions
 from esgkit.layers.overlap import best_union, segment_overlaps
@@ -183,9 +184,7 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
                       "every phrase of those images scores an empty mask", stacklevel=3)
 
     def write(name: str, data: list[dict[str, Any]]) -> str:
-        path = folder / name
-        path.write_text(json.dumps(data))
-        return str(path)
+        return str(atomic_write(folder / name, json.dumps(data)))
 
     gt, options = dataset.ground_truth("png", image_ids, str(folder))
     out = [Predictions("png", gt, write("png_pred.json", png_pred), options, name="png")]
@@ -199,7 +198,7 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
     if categories is not None:
         pan_gt, pan_options = dataset.ground_truth("panoptic", image_ids, str(folder))
         pan_file = folder / "panoptic_pred.json"
-        pan_file.write_text(json.dumps({"annotations": pan_pred, "categories": categories}))
+        atomic_write(pan_file, json.dumps({"annotations": pan_pred, "categories": categories}))
         out.append(Predictions("panoptic", pan_gt, str(pan_file), pan_options, name="panoptic"))
     if res:
         refs, ref_options = dataset.ground_truth("res", image_ids, str(folder))

@@ -77,8 +77,7 @@ class GenerationMixin:
             if choice is None:
                 break
             answer.append(choice)
-            out = self.lm(input_ids=torch.tensor([[choice]], device=z_v.device), past_key_values=out.past_key_values,
-                          use_cache=True)
+            out = self.lm(input_ids=torch.tensor([[choice]], device=z_v.device), **_cache_of(out), use_cache=True)
         return answer
 
     @torch.no_grad()
@@ -112,4 +111,13 @@ class GenerationMixin:
         return phrases
 
 
+def _cache_of(out: Any) -> dict[str, Any]:
+    """The key-value cache of a causal-LM output, as the keyword the next forward takes: ``cache`` in
+    transformers >= 5.2x (``past_key_values``, deprecated there, warns on every token), else
+    ``past_key_values``."""
+    name = "cache" if "cache" in getattr(type(out), "__dataclass_fields__", {}) else "past_key_values"
+    return {name: getattr(out, name)}
+
+
 __all__ = ["GenerationMixin"]
+

@@ -1,0 +1,39 @@
+"""Checking text that enters esgkit from outside: captions given on the command line or to
+``Pipeline.run``. A caption is checked once, where it enters, so the parts behind it (tokenizer,
+noun extraction, the JSON written) never see an empty string or a control character."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from .errors import InputError
+
+EXAMPLE_CAPTION = "a red circle next to two squares"
+"""The sentence error messages suggest."""
+
+_SPACES = {"\t", "\n", "\r", "\v", "\f", "\x85", "\u2028", "\u2029"}
+"""Line breaks and tabs: ordinary whitespace in a pasted caption, normalised to one space each."""
+
+
+def check_caption(text: object, what: str = "--caption") -> str:
+    """The caption ``text`` ready to ground: tabs and line breaks become spaces and the ends are
+    stripped. InputError (naming ``what``) when it is not text, is empty or only whitespace, or holds
+    a control character (named with its position: an escape code or a NUL pasted by accident)."""
+    if not isinstance(text, str):
+        raise InputError(f"{what}: a caption must be text, not {type(text).__name__}")
+    for position, char in enumerate(text):
+        if char in _SPACES:
+            continue
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs"):
+            kind = "control character" if category == "Cc" else "lone surrogate (not valid Unicode text)"
+            raise InputError(f"{what}: the caption holds a {kind} U+{ord(char):04X} ({char!r}) at position "
+                             f"{position}; remove it (tabs and line breaks are fine)")
+    caption = "".join(" " if char in _SPACES else char for char in text).strip()
+    if not caption:
+        raise InputError(f"{what}: the caption is empty; give a sentence such as {EXAMPLE_CAPTION!r}, or leave "
+                         f"{what} out to let the model describe the image")
+    return caption
+
+
+__all__ = ["EXAMPLE_CAPTION", "check_caption"]
