@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fuzzing import FUZZ
+from hypothesis import given
+from hypothesis import strategies as st
 
 from esgkit.core.cli import main
 from esgkit.core.io import load_id_map_png, save_id_map_png
@@ -212,3 +215,51 @@ def test_bad_file_is_one_clear_error(task, target, change, fragments, oracle, sw
 
 def test_corpus_is_large_enough():
     assert len(CASES) >= 25 and {c[0] for c in CASES} == set(GT)
+
+
+# -------------------------------------------------------------------------------------- fuzzing
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats() | st.text(max_size=6)
+    | st.just({"size": [100000, 100000], "counts": "0"}) | st.just({"size": [2, 2], "counts": [1, 2, 3]}),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+        ["image_id", "segmentation", "score", "phrase_index", "narrative_index", "sent_id", "bbox", "phrases",
+         "annotations", "segments_info", "id", "category_id", "file_name", "size", "counts"]), inner, max_size=4),
+    max_leaves=12)
+
+
+def _mutate(data: Any, draw: Any) -> Any:
+    """``data`` with one random node (found by walking random keys/indices) replaced by random JSON."""
+    path, node = [], data
+    while isinstance(node, (list, dict)) and node and draw(st.integers(0, 3)) > 0:
+        key = draw(st.sampled_from(list(node) if isinstance(node, dict) else range(len(node))))
+        path.append(key)
+        node = node[key]
+    value = draw(JSON_VALUES)
+    if not path:
+        return value
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    if draw(st.booleans()) and isinstance(target, dict):
+        del target[path[-1]]  # a missing field
+    else:
+        target[path[-1]] = value
+    return data
+
+
+@FUZZ
+@given(task=st.sampled_from(sorted(GT)), data=st.data())
+def test_fuzz_prediction_files_score_or_fail_clearly(task, data, oracle, sw_root, fuzz_root, capsys):
+    pred = fuzz_root / f"pred_{task}.json"
+    _write(pred, _mutate(copy.deepcopy(oracle[task]), data.draw))
+    options = [f"pred_dir={oracle['pred_dir']}"] if task == "panoptic" else []
+    rc = _score(task, sw_root / GT[task], pred, options)
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "Traceback" not in err and "internal error" not in err, err
+    assert rc == 0 or err.startswith("esgkit: error:"), err
+
+
+@pytest.fixture(scope="module")
+def fuzz_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
