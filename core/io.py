@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,9 @@ from .fields import kind
 from .types import EntityMasks, check_image_size, masks_from_entries
 
 
+_PIL_GUARD = threading.Lock()
+
+
 @contextmanager
 def open_image(path: str | Path, what: str = "image") -> Iterator[Any]:
     """A PIL image, opened with the bounds checked: a missing, empty or folder path, an unreadable
@@ -32,12 +36,16 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Any]:
         raise InputError(f"{what} {path}: " + ("is a folder; give an image file" if path.is_dir() else "no such file"))
     if path.stat().st_size == 0:
         raise InputError(f"{what} {path}: the file is empty (0 bytes); re-create or re-download it")
-    bound, saved = limits().max_image_pixels, Image.MAX_IMAGE_PIXELS
+    bound = limits().max_image_pixels
     try:
-        Image.MAX_IMAGE_PIXELS = bound
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+        with _PIL_GUARD:  # Pillow's guard is a module global: set it for this open only, one thread at a time
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, bound
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(pixels.group(1)):,} pixels" if pixels else "its size"
@@ -46,8 +54,6 @@ def open_image(path: str | Path, what: str = "image") -> Iterator[Any]:
     except Exception as exc:  # Pillow raises many types on a corrupt header (OSError, SyntaxError, struct.error …)
         raise InputError(f"{what} {path}: not a readable image ({type(exc).__name__}: {exc}); "
                          "give a PNG, JPEG, TIFF or other image file Pillow reads") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
     with im:
         w, h = im.size
         if w <= 0 or h <= 0:
