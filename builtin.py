@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "esgkit.pipelines.cli",
     "esgkit.evaluation.cli",
     "esgkit.training.cli",
+    "esgkit.experiments.grid.cli",
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent / "pipelines" / "configs"

@@ -39,6 +39,18 @@ def photo_path(tmp_path_factory, photo) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_shapesworld(tmp_path_factory) -> Path:
+    """A tiny ShapesWorld folder shared by the tests that train or evaluate on one (read it, never write
+    into it): split train, 4 images of seed 0, and split val, 2 images of seed 1, all 96×96."""
+    from esgkit.datasets.shapesworld import generate
+
+    root = tmp_path_factory.mktemp("tiny_shapesworld")
+    generate(root, images=4, seed=0, size="96x96", split="train")
+    generate(root, images=2, seed=1, size="96x96", split="val")
+    return root
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Run ``esgkit`` in a fresh interpreter, the way a user runs it."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}

@@ -7,7 +7,7 @@ executed here, in document order, in a scratch folder per document.
   the one the reader sees.
 * ``python``: executed in one namespace per document (later blocks see earlier ones).
 * ``yaml``: loaded with OmegaConf; a pipeline config is validated section by section against the
-  registry; ``toml`` is parsed.
+  registry, a grid spec (``base:`` and ``grid:``/``zip:``) cell by cell; ``toml`` is parsed.
 * ``text``: output or a file tree, not run. Every block must say its language.
 
 A block preceded by ``<!-- doc-test: file NAME -->`` is also written to ``NAME`` in the scratch
@@ -172,6 +172,10 @@ def test_doc_runs(doc, inputs, tmp_path, monkeypatch):
             if block.each:
                 for k, section in enumerate(config):
                     registry.validated(block.each, section, f"{block.where} item {k}")
+            elif "base" in config and ("grid" in config or "zip" in config):  # an `esgkit grid` spec: every cell
+                from esgkit.experiments.grid import compose, parse_spec
+
+                compose(parse_spec(OmegaConf.to_container(config), tmp_path))
             elif "pipeline" in config or "defaults" in config:
                 path = tmp_path / (block.file or "doc_block.yaml")
                 path.write_text(block.code)

@@ -45,13 +45,8 @@ def _error(capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from esgkit.datasets.shapesworld import generate
-
-    root = tmp_path_factory.mktemp("sw")
-    generate(root, images=4, seed=0, size="96x96", split="train")
-    generate(root, images=2, seed=1, size="96x96", split="val")
-    return root
+def data(tiny_shapesworld):
+    return tiny_shapesworld
 
 
 @pytest.fixture(scope="module")

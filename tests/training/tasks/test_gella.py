@@ -10,7 +10,6 @@ import torch
 
 from esgkit.core import CompatibilityError, InputError, build_pipeline, load_config
 from esgkit.core.schema import to_container
-from esgkit.datasets.shapesworld import generate
 from esgkit.training.config import split_train_section
 from esgkit.training.tasks.gella import GellaTask, GellaTrainConfig
 from esgkit.training.trainer import Trainer
@@ -22,11 +21,8 @@ TINY = ["pipeline.mask_size=64", "vision_encoder.image_size=64", "mask_decoder.n
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sw")
-    generate(root, images=4, seed=0, size="96x96", split="train")
-    generate(root, images=2, seed=1, size="96x96", split="val")
-    return root
+def data(tiny_shapesworld):
+    return tiny_shapesworld
 
 
 def _config(*extra):

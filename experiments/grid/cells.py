@@ -1,0 +1,113 @@
+"""Cell folders: ``GRID/cells/<hash>/``, named by the hash of what determines the cell's result — its
+resolved config, what it does and on which data, esgkit's version and the hashes of the weight files
+its config names — so an unchanged cell keeps its folder across runs and a changed one gets a new one.
+
+A cell folder holds ``config.yaml`` (the resolved config), ``cell.json`` (label, axis choices, seed,
+identity), ``status.json`` (``pending`` / ``running`` / ``done`` / ``failed``, with times, attempts, the
+error), ``log.txt`` (everything the cell printed), ``metrics.json``, and ``train/`` (the training run, with
+its checkpoints) and ``eval/`` (prediction files). Every file is written atomically
+(``esgkit.core.outputs``), so ``kill -9`` leaves the previous state, never a torn file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from esgkit.core.outputs import atomic_write_json
+
+STATES = ("pending", "running", "done", "failed")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".gguf", ".ckpt")
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (remembered per path, size and mtime within this process)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def weights_hashes(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{dotted key: sha256}`` for every value of ``config`` naming an existing weights file (resolved
+    like the components do: as given, else inside the installed package)."""
+    from esgkit.layers.weights import weights_path
+
+    found: dict[str, str] = {}
+    for key, value in config.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found.update(weights_hashes(value, f"{full}."))
+        elif isinstance(value, str) and value.endswith(WEIGHT_SUFFIXES):
+            path = weights_path(value)
+            found[full] = file_sha256(path) if path.is_file() else "missing"
+    return found
+
+
+def identity(config: Mapping[str, Any], what: Mapping[str, Any]) -> dict[str, Any]:
+    """What determines a cell's result: its resolved config, ``what`` (steps, data, split, skipped parts),
+    esgkit's version and the weights' hashes."""
+    from esgkit import __version__
+
+    return {"config": dict(config), **dict(what), "esgkit": __version__, "weights": weights_hashes(config)}
+
+
+def digest(data: Any, n: int = 12) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """The cell's ``status.json`` (``{"state": "pending"}`` when there is none or it is unreadable)."""
+    status = read_json(folder / "status.json")
+    return status if status and status.get("state") in STATES else {"state": "pending"}
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def write_status(folder: Path, state: str, **fields: Any) -> dict[str, Any]:
+    """Set the cell's state (keeping what the earlier status said that ``fields`` does not replace)."""
+    assert state in STATES, state
+    status = {**read_status(folder), **fields, "state": state, "updated": now()}
+    if state == "running":
+        status.update(pid=os.getpid(), host=socket.gethostname(), attempts=int(status.get("attempts", 0)) + 1)
+        for stale in ("finished", "seconds", "error", "resumed_from"):
+            status.pop(stale, None)
+    atomic_write_json(folder / "status.json", status)
+    return status
+
+
+def update_status(folder: Path, **fields: Any) -> dict[str, Any]:
+    """Add ``fields`` to the cell's status, keeping its state."""
+    status = {**read_status(folder), **fields, "updated": now()}
+    atomic_write_json(folder / "status.json", status)
+    return status
+
+
+def is_done(folder: Path) -> bool:
+    return read_status(folder)["state"] == "done" and (folder / "metrics.json").is_file()
+
+
+__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_json", "read_status", "update_status",
+           "weights_hashes", "write_status"]

@@ -1,0 +1,343 @@
+"""Running a grid: compose and validate every cell, claim the grid folder, write each cell's folder,
+compute the shared stages once, run the cells on an executor, report as they start and end.
+
+``GRID/`` (claimed as kind ``grid``, ``esgkit.core.outputs``) holds ``grid.json`` (the spec and the cell
+list), ``cells/<hash>/`` (``cells.py``), ``cache/masks/`` (the ``masks`` stage, shared by every cell),
+``summary.json`` and the report (``report.py``, written when the grid ends). ``resume``: done cells are skipped (never recomputed),
+running (killed) and failed ones start again, a training cell from its own newest checkpoint.
+
+Each cell runs in a worker process and writes its own ``status.json``, so a ``kill -9`` of the grid
+process loses only the running cells' work since their last checkpoint (the workers exit with it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from esgkit.core import Executor, get_registry
+from esgkit.core.errors import ConfigError, OutputError
+from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
+
+from .cells import digest, identity, is_done, read_json, read_status, update_status, write_status
+from .spec import CellPlan, GridSpec, compose
+from .stages import StageJob, run_stage, stage_jobs
+
+
+@dataclass
+class CellJob:
+    """Everything a worker needs to run one cell (picklable)."""
+
+    folder: str
+    label: str
+    config: dict[str, Any]
+    do: tuple[str, ...]
+    data: str
+    dataset: str
+    split: str
+    max_images: int
+    skip: list[str]
+    cache: str
+
+
+def run_job(job: CellJob | StageJob) -> dict[str, Any]:
+    """The function the executor runs: a stage job or a cell."""
+    import os
+
+    from esgkit.core.runtime import configure_threads
+
+    configure_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
+    return run_stage(job) if isinstance(job, StageJob) else run_cell(job)
+
+
+def _with_weights(config: dict[str, Any], weights: str) -> dict[str, Any]:
+    """``config`` with the pipeline's trained-weights key set to ``weights`` (what eval --checkpoint does)."""
+    name = str((config.get("pipeline") or {}).get("name", ""))
+    key = get_registry().get("pipeline", name, "pipeline.name").weights_key
+    if not key:
+        return config
+    section, option = key.split(".", 1)
+    return {**config, section: {**(config.get(section) or {}), option: weights}}
+
+
+def _train(job: CellJob, folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Train the cell (resuming from its own newest checkpoint); returns the config naming the weights."""
+    from esgkit.layers.weights import latest_checkpoint
+    from esgkit.training.run import train
+
+    done = read_json(folder / "train_summary.json")
+    if done is None:
+        run = folder / "train"
+        last = latest_checkpoint(run) if (run / "checkpoints").is_dir() else None
+        if last is not None:
+            update_status(folder, resumed_from=last.name)
+            print(f"resuming training from {last}")
+        summary = train(config, job.data, run, resume=True, progress=False)
+        done = {"weights": summary.get("weights"), "step": summary.get("step"), "steps": summary.get("steps"),
+                "seconds": summary.get("seconds"), "resumed_from": last.name if last is not None else None}
+        atomic_write_json(folder / "train_summary.json", done)
+    return _with_weights(config, str(done["weights"])) if done.get("weights") else config
+
+
+def _evaluate(job: CellJob, folder: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from esgkit.core import build_pipeline
+    from esgkit.evaluation.run import evaluate
+    from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter
+
+    registry = get_registry()
+    dataset = registry.build("dataset", {"name": job.dataset, "root": job.data, "split": job.split}, key="dataset")
+    pipeline = build_pipeline(config)
+    cache: dict[str, Any] = {"hits": 0, "misses": 0}
+    if getattr(pipeline, "segmenter", None) is not None:
+        pipeline.segmenter = cached_segmenter(pipeline.segmenter, job.cache)  # type: ignore[attr-defined]
+    metrics = evaluate(pipeline, dataset, folder / "eval", max_images=job.max_images, skip=set(job.skip),
+                       progress=False)
+    seg = getattr(pipeline, "segmenter", None)
+    if isinstance(seg, CachedSegmenter):
+        cache = {"hits": seg.hits, "misses": seg.misses, "folder": str(seg.folder)}
+    return metrics, cache
+
+
+def run_cell(job: CellJob) -> dict[str, Any]:
+    """Run one cell in its folder (status, log, metrics); raises what the cell raised, after recording it."""
+    folder = Path(job.folder)
+    start = time.time()
+    status = write_status(folder, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    with open(folder / "log.txt", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        print(f"=== attempt {status['attempts']} of cell {folder.name} ({job.label}), pid {status['pid']}", flush=True)
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                config = dict(job.config)
+                if "train" in job.do:
+                    config = _train(job, folder, config)
+                metrics: dict[str, Any] = {}
+                cache: dict[str, Any] = {"hits": 0, "misses": 0}
+                if "eval" in job.do:
+                    metrics, cache = _evaluate(job, folder, config)
+            clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+            result = {"label": job.label, "metrics": clean, "cache": cache, "seconds": round(time.time() - start, 3)}
+            atomic_write_json(folder / "metrics.json", result)
+            write_status(folder, "done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seconds=result["seconds"])
+            print(f"=== done in {result['seconds']:.1f} s", flush=True)
+            return result
+        except BaseException as exc:
+            traceback.print_exc()
+            write_status(folder, "failed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         seconds=round(time.time() - start, 3), error=f"{type(exc).__name__}: {exc}")
+            raise
+
+
+# --------------------------------------------------------------------------- the grid process
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def cell_folders(out: Path, spec: GridSpec, cells: list[CellPlan]) -> dict[int, Path]:
+    """Each cell's folder: ``cells/<hash of its identity>``."""
+    what = {"do": list(spec.do), "data": spec.data, "dataset": spec.dataset, "split": spec.split,
+            "max_images": spec.max_images, "skip": sorted(spec.skip)}
+    return {c.index: out / "cells" / digest(identity(c.config, what)) for c in cells}
+
+
+def prepare(out: Path, spec: GridSpec, cells: list[CellPlan], folders: dict[int, Path], resume: bool,
+            overwrite: bool) -> None:
+    """Claim the grid folder and write grid.json and each cell's config, cell.json and status."""
+    manifest = check_folder(out, "grid", overwrite)
+    started = [f for f in folders.values() if (f / "status.json").is_file() and read_status(f)["state"] != "pending"]
+    if manifest is not None and not resume and started:
+        raise OutputError(f"--out {out} already holds a run of this grid ({len(started)} cells started or done); add "
+                          "--resume to continue it (done cells are kept), or give another folder")
+    grid = claim_folder(out, "grid", overwrite)
+    from omegaconf import OmegaConf
+
+    for cell in cells:
+        folder = folders[cell.index]
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "config.yaml").is_file():
+            atomic_write(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cell.config)))
+        atomic_write_json(folder / "cell.json", {"index": cell.index, "label": cell.label, "row": cell.row,
+                                                 "seed": cell.seed, "choices": cell.choices,
+                                                 "overrides": cell.overrides})
+        if not (folder / "status.json").is_file():
+            write_status(folder, "pending")
+    atomic_write_json(out / "grid.json", {
+        "name": spec.name, "spec": spec.raw, "base": spec.base, "do": list(spec.do), "data": spec.data,
+        "metrics": spec.metrics, "paper": spec.paper, "seeds": spec.seeds,
+        "cells": [{"index": c.index, "folder": folders[c.index].name, "label": c.label, "row": c.row, "seed": c.seed,
+                   "choices": c.choices} for c in cells]})
+    grid.record("grid.json", "cells", "cache", "summary.json")
+
+
+class _Watcher:
+    """Prints a line when a cell starts (its status turns ``running``), from the cells' status files."""
+
+    def __init__(self, jobs: dict[str, CellJob], write: Any) -> None:
+        self.jobs, self.write, self.seen = jobs, write, {}
+        self.stop, self.lock = threading.Event(), threading.Lock()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="esgkit-grid-watch")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.3):
+            self.poll()
+
+    def poll(self) -> None:
+        with self.lock:
+            self._poll()
+
+    def _poll(self) -> None:
+        for name, job in self.jobs.items():
+            status = read_status(Path(job.folder))
+            mark = (status.get("attempts"), status.get("pid"))
+            if status["state"] == "running" and self.seen.get(name) != mark:
+                self.seen[name] = mark
+                resumed = f", resuming from {status['resumed_from']}" if status.get("resumed_from") else ""
+                self.write(f"[start] cell {name} {job.label} (pid {status.get('pid')}{resumed})")
+
+
+def _wait_for_orphans(folders: dict[int, Path], timeout: float = 5.0) -> None:
+    """Give a worker of a killed grid (a cell still ``running`` here, its process alive) a moment to exit:
+    workers watch their parent and leave within a second of its death."""
+    import os
+    import socket
+
+    def alive(folder: Path) -> bool:
+        status = read_status(folder)
+        if status["state"] != "running" or status.get("host") != socket.gethostname() or not status.get("pid"):
+            return False
+        try:
+            os.kill(int(status["pid"]), 0)
+        except (ProcessLookupError, PermissionError, ValueError, OverflowError):
+            return False
+        return int(status["pid"]) != os.getpid()
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(alive(f) for f in folders.values()):
+        time.sleep(0.2)
+
+
+def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> dict[str, Any]:
+    """Run a grid (module docstring); returns the summary (also written to ``GRID/summary.json``)."""
+    out = Path(out)
+    check_folder(out, "grid", overwrite)  # refuse the user's folder before composing anything
+    cells = compose(spec)  # every cell valid, or a ConfigError naming each bad one: nothing has run
+    folders = cell_folders(out, spec, cells)
+    first: dict[Path, CellPlan] = {}
+    for c in cells:
+        other = first.setdefault(folders[c.index], c)
+        if other is not c:
+            raise ConfigError(f"grid spec {spec.source or spec.name}: cells {other.index} ({other.label}) and {c.index} "
+                              f"({c.label}) resolve to the same config; give each axis value once")
+    prepare(out, spec, cells, folders, resume, overwrite)
+    _wait_for_orphans(folders)
+    keep = executor if hasattr(executor, "__enter__") else contextlib.nullcontext()
+    with keep:  # one pool (one Ray) for the stage jobs and the cells
+        return _run(spec, out, executor, cells, folders, progress)
+
+
+def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], folders: dict[int, Path],
+         progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    start = time.time()
+    cache = str(out / "cache" / "masks")
+    skipped = [c for c in cells if is_done(folders[c.index])]
+    todo = [c for c in cells if not is_done(folders[c.index])]
+    jobs = {folders[c.index].name: CellJob(str(folders[c.index]), c.label, c.config, spec.do, spec.data, spec.dataset,
+                                           spec.split, spec.max_images, spec.skip, cache) for c in todo}
+    write = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    for c in skipped:
+        write(f"[skip] cell {folders[c.index].name} {c.label}: done in an earlier run")
+    stage = {"hits": 0, "misses": 0, "jobs": 0}
+    if todo and "train" not in spec.do:
+        registry = get_registry()
+        dataset = registry.build("dataset", {"name": spec.dataset, "root": spec.data, "split": spec.split},
+                                 key="dataset")
+        images = len(dataset.take(spec.max_images))
+        try:
+            workers = int(getattr(executor, "workers", 0) or 1)
+        except Exception:  # noqa: BLE001 - an executor that cannot say: one chunk per segmenter
+            workers = 1
+        sjobs = stage_jobs([c.config for c in todo], spec.data, spec.dataset, spec.split, images, cache, workers)
+        if sjobs:
+            write(f"[stage] masks: {len({j.key for j in sjobs})} segmenter(s) on {images} images, {len(sjobs)} jobs")
+        for job, result in executor.map(run_job, sjobs):
+            if isinstance(result, BaseException):  # the cells will meet (and report) the same error
+                write(f"[stage] masks job failed: {_error_text(result)}")
+                continue
+            stage["hits"] += result["hits"]
+            stage["misses"] += result["misses"]
+            stage["jobs"] += 1
+    results: dict[str, Any] = {}
+    bar = tqdm(total=len(todo), unit="cell", desc="grid", disable=not progress, file=sys.stderr)
+    watcher = _Watcher(jobs, write)
+    watcher.thread.start()
+    try:
+        for job, result in executor.map(run_job, list(jobs.values())):
+            watcher.poll()
+            name = Path(job.folder).name
+            if isinstance(result, BaseException):
+                results[name] = {"state": "failed", "error": _error_text(result)}
+                write(f"[FAILED] cell {name} {job.label}: {_error_text(result)} (log: {job.folder}/log.txt)")
+            else:
+                results[name] = {"state": "done", **result}
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in list(result["metrics"].items())[:3] if isinstance(v, float))
+                write(f"[done] cell {name} {job.label} in {result['seconds']:.1f} s {shown}")
+            bar.update(1)
+    finally:
+        watcher.stop.set()
+        bar.close()
+    summary = summarize(out, cells, folders, stage, time.time() - start, len(skipped))
+    atomic_write_json(out / "summary.json", summary)
+    from .report import write_report
+
+    summary["report"] = [str(p) for p in write_report(out)]
+    return summary
+
+
+def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage: dict[str, int], seconds: float,
+              skipped: int) -> dict[str, Any]:
+    rows, failed = [], []
+    hits, misses = stage["hits"], stage["misses"]
+    for c in cells:
+        status = read_status(folders[c.index])
+        metrics = read_json(folders[c.index] / "metrics.json") or {}
+        cache = metrics.get("cache") or {}
+        if status["state"] == "done" and metrics:
+            hits += int(cache.get("hits", 0))
+            misses += int(cache.get("misses", 0))
+        rows.append({"cell": folders[c.index].name, "label": c.label, "state": status["state"],
+                     "seconds": status.get("seconds"), "error": status.get("error")})
+        if status["state"] != "done":
+            failed.append(rows[-1])
+    return {"grid": str(out), "cells": rows, "done": sum(r["state"] == "done" for r in rows),
+            "failed": [{"cell": r["cell"], "label": r["label"], "error": r["error"]} for r in failed],
+            "skipped_done": skipped, "seconds": round(seconds, 3),
+            "cache": {"masks_hits": hits, "masks_misses": misses, "stage_jobs": stage["jobs"],
+                      "stage_misses": stage["misses"]}}
+
+
+def describe(summary: dict[str, Any]) -> str:
+    cache = summary["cache"]
+    lines = [f"grid {summary['grid']}: {summary['done']}/{len(summary['cells'])} cells done "
+             f"({summary['skipped_done']} from an earlier run) in {summary['seconds']:.1f} s; masks cache: "
+             f"{cache['masks_misses']} misses (segmented), {cache['masks_hits']} hits (reused)"]
+    for f in summary["failed"]:
+        lines.append(f"  not done: cell {f['cell']} {f['label']}: {f['error'] or 'not run'}")
+    return "\n".join(lines)
+
+
+__all__ = ["CellJob", "cell_folders", "describe", "prepare", "run_cell", "run_grid", "run_job", "summarize"]

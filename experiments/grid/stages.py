@@ -1,0 +1,115 @@
+"""Pipeline stages and the grid's stage cache.
+
+A pipeline's stages say which config sections each reads. A pipeline class may declare them itself
+(``stages = (Stage("masks", ("segmenter",)), ...)``); ``DEFAULT_STAGES`` declares those of the built-in
+pipelines. A stage with a store is computed once per (sub-config, weights, image) and reused by every
+cell whose sub-config is the same: the ``masks`` stage is stored by ``esgkit.pipelines.segment_cache``
+in ``GRID/cache/masks/`` (keyed by the segmenter's name, config and weights digest, and the image's
+pixels). Before the cells of an eval-only grid run, ``stage_jobs`` lists one job per distinct segmenter
+and chunk of images, so each image is segmented once — spread over the executor's workers — and every
+cell then reads the masks. The other stages (``Z_v``, ``grounding``) are recomputed per cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .cells import digest, weights_hashes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's name, the config sections it reads, and whether the grid stores its output."""
+
+    name: str
+    reads: tuple[str, ...]
+    stored: bool = False
+
+
+DEFAULT_STAGES: dict[str, tuple[Stage, ...]] = {
+    "gella": (Stage("masks", ("segmenter",), stored=True), Stage("Z_v", ("vision_encoder",)),
+              Stage("grounding", ("pipeline", "colorizer", "colormap_encoder", "fuser", "mask_decoder",
+                                  "language_decoder", "associator"))),
+    "colormap": (Stage("masks", ("segmenter",), stored=True), Stage("colormap", ("pipeline", "colorizer"))),
+}
+
+
+def stages_of(pipeline_name: str) -> tuple[Stage, ...]:
+    """The stages of a registered pipeline: its class's own ``stages``, else ``DEFAULT_STAGES``."""
+    from esgkit.core import get_registry
+
+    cls = get_registry().get("pipeline", pipeline_name, "pipeline.name")
+    return tuple(getattr(cls, "stages", ()) or DEFAULT_STAGES.get(pipeline_name, ()))
+
+
+def stage_key(config: Mapping[str, Any], stage: Stage) -> str:
+    """The hash of the sub-config a stage reads (with the hashes of the weights it names)."""
+    sub = {section: config.get(section) for section in stage.reads}
+    return digest({"stage": stage.name, "config": sub, "weights": weights_hashes(sub)})
+
+
+@dataclass
+class StageJob:
+    """Compute (or find) the ``masks`` stage of one segmenter on some images of a dataset."""
+
+    stage: str
+    key: str
+    section: dict[str, Any]
+    data: str
+    dataset: str
+    split: str
+    indices: list[int]
+    cache: str
+
+
+def masks_stage_sections(configs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Stage key → segmenter section, over cells whose pipeline stores a ``masks`` stage and whose
+    segmenter's output is worth caching (``Segmenter.cacheable``)."""
+    from esgkit.core import get_registry
+
+    registry = get_registry()
+    sections: dict[str, dict[str, Any]] = {}
+    for config in configs:
+        pipeline = config.get("pipeline") or {}
+        name = pipeline if isinstance(pipeline, str) else str(pipeline.get("name", ""))
+        for stage in stages_of(name):
+            if not (stage.stored and stage.name == "masks" and isinstance(config.get("segmenter"), Mapping)):
+                continue
+            section = dict(config["segmenter"])
+            if getattr(registry.get("segmenter", str(section.get("name")), "segmenter.name"), "cacheable", True):
+                sections.setdefault(stage_key(config, stage), section)
+    return sections
+
+
+def stage_jobs(configs: Sequence[Mapping[str, Any]], data: str, dataset: str, split: str, images: int, cache: str,
+               chunks: int) -> list[StageJob]:
+    """One job per distinct stored stage and chunk of the first ``images`` images (``chunks`` per stage)."""
+    jobs = []
+    chunks = max(1, min(chunks, images))
+    for key, section in masks_stage_sections(configs).items():
+        for c in range(chunks):
+            indices = list(range(c, images, chunks))
+            if indices:
+                jobs.append(StageJob("masks", key, section, data, dataset, split, indices, cache))
+    return jobs
+
+
+def run_stage(job: StageJob) -> dict[str, Any]:
+    """Segment the job's images into the cache; returns its hits and misses."""
+    from esgkit.core import get_registry
+    from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter
+
+    registry = get_registry()
+    dataset = registry.build("dataset", {"name": job.dataset, "root": job.data, "split": job.split}, key="dataset")
+    segmenter = cached_segmenter(registry.build("segmenter", job.section, key="segmenter"), job.cache)  # type: ignore[arg-type]
+    for i in job.indices:
+        sample = dataset[i]
+        segmenter.segment(sample["image"], annotation=sample.get("masks"), image_id=str(sample["image_id"]))
+    hits, misses = (segmenter.hits, segmenter.misses) if isinstance(segmenter, CachedSegmenter) else (0, 0)
+    return {"stage": job.stage, "key": job.key, "hits": hits, "misses": misses}
+
+
+__all__ = ["DEFAULT_STAGES", "Stage", "StageJob", "masks_stage_sections", "run_stage", "stage_jobs", "stage_key",
+           "stages_of"]

@@ -1,0 +1,240 @@
+"""``esgkit grid`` at tiny sizes: a typo fails before any cell runs; cells share the segmenter's masks;
+a failing cell is isolated and reported; ``kill -9`` then ``--resume`` recomputes no done cell and
+resumes the interrupted one from its checkpoint, to the same table; ``local`` and ``ray`` agree; the
+report (mean ± std over seeds, the paper's numbers, plots)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from esgkit.core.errors import CompatibilityError, ConfigError
+from esgkit.experiments.executors import LocalExecutor, LocalConfig
+from esgkit.experiments.grid import parse_spec, run_grid, write_report
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TINY_TRAIN = ["pipeline.mask_size=64", "vision_encoder.image_size=64", "mask_decoder.num_queries=12",
+              "train.batch_size=2", "train.log_every=1", "train.lr=1e-3", "train.val_split=''", "train.time_budget_min=0",
+              "train.subtasks={description: 0.2, nouns: 0.2, grounding: 0.4, res: 0.2}"]
+EVAL_SPEC = {"base": "esg_tiny", "skip": ["nouns", "res"], "metrics": ["AR", "acc@0.5"],
+             "grid": {"pipeline.threshold": [0.3, 0.6], "pipeline.min_iou": {"loose": 0.1, "strict": 0.3}}}
+
+
+@pytest.fixture(scope="module")
+def data(tiny_shapesworld):
+    return tiny_shapesworld
+
+
+def local(workers: int = 2) -> LocalExecutor:
+    return LocalExecutor(LocalConfig(workers=workers))
+
+
+def cells(out: Path) -> dict[str, dict]:
+    """Cell folder → {status, metrics, label}."""
+    found = {}
+    for folder in sorted((out / "cells").iterdir()):
+        metrics = folder / "metrics.json"
+        found[folder.name] = {"status": json.loads((folder / "status.json").read_text()),
+                              "label": json.loads((folder / "cell.json").read_text())["label"],
+                              "metrics": json.loads(metrics.read_text())["metrics"] if metrics.is_file() else None}
+    return found
+
+
+@pytest.fixture(scope="module")
+def eval_grid(data, tmp_path_factory):
+    """A 4-cell eval-only grid of GELLA variants on one CropFormer, run with the local executor."""
+    out = tmp_path_factory.mktemp("grids") / "local"
+    summary = run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), out, local(), progress=False)
+    return out, summary
+
+
+def test_a_typo_in_one_cell_fails_the_grid_before_any_cell_runs(data, tmp_path):
+    spec = parse_spec({"base": "gella_tiny_trained", "data": str(data),
+                       "grid": {"pipeline.threshold": [0.3, 0.5],
+                                "associator": {"FC": {"name": "fc", "dim": 64}, "Typo": {"name": "fc", "dimm": 64}}}})
+    with pytest.raises(ConfigError) as caught:
+        run_grid(spec, tmp_path / "g", local(), progress=False)
+    message = str(caught.value)
+    assert "grid spec grid: 2 of 4 cells are invalid" in message, message
+    assert "cell 1 (threshold=0.3 associator=Typo)" in message and "associator.dimm" in message, message
+    assert caught.value.key == "associator.dimm"
+    assert not (tmp_path / "g").exists(), "nothing may be written when a cell is invalid"
+
+
+def test_a_misspelled_spec_key_is_named(data):
+    with pytest.raises(ConfigError, match="girds.*did you mean 'grid'"):
+        parse_spec({"base": "esg_tiny", "data": str(data), "girds": {}})
+
+
+def test_cells_share_the_segmenters_masks(eval_grid, data):
+    out, summary = eval_grid
+    assert summary["done"] == 4 and not summary["failed"], summary
+    # 2 images segmented once by the masks stage; each of the 4 cells reads both from the cache
+    assert summary["cache"]["masks_misses"] == 2 and summary["cache"]["stage_misses"] == 2, summary["cache"]
+    assert summary["cache"]["masks_hits"] == 8, summary["cache"]
+    assert len(list((out / "cache" / "masks").glob("cropformer-*/*.json"))) == 3  # 2 images + segmenter.json
+    found = cells(out)
+    assert {c["label"] for c in found.values()} == {f"threshold={t} min_iou={m}" for t in (0.3, 0.6)
+                                                     for m in ("loose", "strict")}
+    for folder, cell in found.items():
+        assert cell["status"]["state"] == "done" and cell["status"]["attempts"] == 1
+        assert {"config.yaml", "cell.json", "status.json", "log.txt", "metrics.json"} <= \
+            {p.name for p in (out / "cells" / folder).iterdir()}
+    md = (out / "report.md").read_text()
+    assert "| threshold=0.3 min_iou=loose | 1/1 |" in md, md
+
+
+def test_resume_of_a_finished_grid_recomputes_nothing(eval_grid, data):
+    out, _ = eval_grid
+    before = {f: c["status"] for f, c in cells(out).items()}
+    with pytest.raises(Exception, match="--resume"):
+        run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), out, local(), progress=False)
+    summary = run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), out, local(), resume=True, progress=False)
+    assert summary["skipped_done"] == 4 and summary["done"] == 4
+    assert {f: c["status"] for f, c in cells(out).items()} == before
+
+
+def test_a_failing_cell_is_isolated_and_reported(data, tmp_path, capsys):
+    from esgkit.core.cli import main
+
+    spec = {"base": "gella_tiny_trained", "data": str(data), "skip": ["nouns", "res"],
+            "grid": {"pipeline.checkpoint": {"shipped": "models/gella_tiny/gella_tiny.safetensors",
+                                             "broken": str(tmp_path / "no_such_weights.safetensors")},
+                     "pipeline.threshold": [0.4, 0.6]}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    code = main(["grid", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "g"), "--workers", "2", "--no-progress"])
+    assert code != 0
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["done"] == 2 and len(summary["failed"]) == 2, summary
+    for failed in summary["failed"]:
+        assert failed["label"].startswith("checkpoint=broken") and "no_such_weights" in failed["error"], failed
+    captured = capsys.readouterr()
+    assert "[FAILED] cell" in captured.err and "checkpoint=broken" in captured.err
+    assert "not done: cell" in captured.out and "no_such_weights" in captured.out
+    states = sorted(c["status"]["state"] for c in cells(tmp_path / "g").values())
+    assert states == ["done", "done", "failed", "failed"]
+
+
+def _train_spec(data: Path, steps: int) -> dict:
+    return {"base": "gella_tiny", "do": ["train", "eval"], "data": str(data), "skip": ["nouns", "res"],
+            "overrides": [*TINY_TRAIN, f"train.steps={steps}", "train.checkpoint_every=4"],
+            "metrics": ["AR_oracle", "acc@0.5"], "grid": {"associator": {"FC": {"name": "fc"}, "MLP": {"name": "mlp"}}}}
+
+
+STEPS = 24
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_recomputes_no_done_cell(data, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(_train_spec(data, steps=STEPS)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    grid = [sys.executable, "-m", "esgkit.core.cli", "grid", str(spec), "--workers", "1", "--no-progress"]
+    # the same grid, never interrupted (alongside, to save time)
+    clean = subprocess.Popen([*grid, "--out", str(tmp_path / "clean")], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*grid, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:  # the first cell done, the second one mid-training with a checkpoint
+            folders = sorted((tmp_path / "killed" / "cells").glob("*/status.json")) if (tmp_path / "killed" / "cells").is_dir() else []
+            states = {f.parent: json.loads(f.read_text()).get("state") for f in folders if f.stat().st_size}
+            running = [f for f, s in states.items() if s == "running" and (f / "train/checkpoints/latest.json").is_file()]
+            if running and "done" in states.values():
+                break
+            assert proc.poll() is None, "the grid ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the grid never reached a running cell with a checkpoint")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    interrupted = running[0]
+    done_before = {f.name: json.loads((f / "status.json").read_text()) for f, s in states.items() if s == "done"}
+    time.sleep(1.0)  # the orphaned worker notices its parent is gone and exits
+    resumed = subprocess.run([*grid, "--out", str(tmp_path / "killed"), "--resume"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = cells(tmp_path / "killed")
+    for name, status in done_before.items():  # 0 completed cells recomputed
+        assert after[name]["status"] == status
+    assert f"[skip] cell {next(iter(done_before))}" in resumed.stderr
+    status = after[interrupted.name]["status"]
+    assert status["state"] == "done" and status["attempts"] == 2 and status["resumed_from"].startswith("step_"), status
+    steps = [json.loads(line)["step"] for line in (interrupted / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == STEPS and steps.count(steps[0]) == 1
+    # the same table as the run that was never interrupted
+    assert clean.wait(timeout=300) == 0, clean.stderr.read()[-3000:]
+    assert (tmp_path / "killed" / "report.csv").read_text() == (tmp_path / "clean" / "report.csv").read_text()
+
+
+@pytest.mark.slow
+def test_local_and_ray_give_the_same_cells_and_metrics(eval_grid, data, tmp_path):
+    ray = pytest.importorskip("ray")
+    from esgkit.experiments.executors import RayConfig, RayExecutor
+
+    out, _ = eval_grid
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        summary = run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), tmp_path / "ray",
+                           RayExecutor(RayConfig()), progress=False)
+    finally:
+        ray.shutdown()
+    assert summary["done"] == 4 and not summary["failed"], summary
+    by_ray, by_local = cells(tmp_path / "ray"), cells(out)
+    assert set(by_ray) == set(by_local), "both executors must write the same cell folders"
+    assert {f: c["metrics"] for f, c in by_ray.items()} == {f: c["metrics"] for f, c in by_local.items()}
+
+
+def test_ray_missing_says_how_to_install_it(monkeypatch):
+    from esgkit.experiments import executors
+
+    monkeypatch.setattr(executors, "ray_available", lambda: False)
+    with pytest.raises(CompatibilityError, match=r"pip install 'esgkit\[ray\]'"):
+        executors.RayExecutor(executors.RayConfig())
+
+
+def _fake_grid(root: Path, seeds: list[int] | None, paper: dict) -> Path:
+    """A grid folder as `esgkit grid` leaves it, with made-up metrics (one cell not done)."""
+    from esgkit.core.outputs import claim_folder
+
+    claim_folder(root, "grid")
+    rows = {"CropFormer": [0.5, 0.7], "SAM": [0.2, 0.4]}
+    entries = []
+    for row, values in rows.items():
+        for k, seed in enumerate(seeds or [None]):
+            folder = root / "cells" / f"{row}{k}"
+            folder.mkdir(parents=True)
+            label = row if seed is None else f"{row} seed={seed}"
+            entries.append({"folder": folder.name, "label": label, "row": row, "seed": seed})
+            state = "failed" if (row, k) == ("SAM", 1) else "done"
+            (folder / "status.json").write_text(json.dumps({"state": state}))
+            (folder / "metrics.json").write_text(json.dumps({"metrics": {"AR": values[k], "images": 2.0}}))
+    (root / "grid.json").write_text(json.dumps({"name": "fake", "cells": entries, "seeds": seeds, "paper": paper,
+                                                "metrics": []}))
+    return root
+
+
+def test_report_mean_std_over_seeds_and_the_papers_numbers(tmp_path):
+    from PIL import Image
+
+    out = _fake_grid(tmp_path / "g", seeds=[0, 1], paper={"CropFormer": {"AR": 0.65}})
+    written = write_report(out)
+    md = (out / "report.md").read_text()
+    assert "| cell | cells done | AR | AR (paper) |" in md, md
+    assert "| CropFormer | 2/2 | 0.6000 ± 0.1414 | 0.6500 |" in md, md
+    assert "| SAM | 1/2 | 0.2000 ± 0.0000 | — |" in md, md
+    lines = (out / "report.csv").read_text().splitlines()
+    assert lines[0] == "cell,n,done,AR_mean,AR_std,AR_paper"
+    assert lines[1].startswith("CropFormer,2,2,0.6") and lines[1].endswith(",0.65")
+    plot = out / "plots" / "AR.png"
+    assert plot in written and Image.open(plot).size[0] > 100
