@@ -18,8 +18,10 @@ SOURCE_DIRS = ("core", "layers", "components", "pipelines", "datasets", "evaluat
 
 
 def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("lint-imports")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "importlinter.cli"]
+    # the console script's own call, through this interpreter (`python -m importlinter.cli` runs nothing, and a
+    # virtualenv that sees import-linter in the system site-packages has no `lint-imports` of its own)
+    cmd = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+                                 "sys.argv[0] = 'lint-imports'; sys.exit(lint_imports_command())"]
     return subprocess.run([*cmd, "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
 
