@@ -35,4 +35,15 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise InputError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from exc
 
 
-__all__ = ["read_json"]
+def read_state(path: str | Path) -> dict[str, Any] | None:
+    """One of esgkit's own small state files (an output manifest, a cell's status, a split's settings) as
+    a dict; None when it is missing, unreadable, damaged (a crash) or not a JSON object: the caller then
+    treats the state as unknown, never as an error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+__all__ = ["read_json", "read_state"]

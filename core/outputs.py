@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
+from .json_input import read_state
 
 MANIFEST = ".esgkit-output.json"
 PART = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.part$")
@@ -126,11 +127,8 @@ def remove_stale_parts(folder: str | Path, recursive: bool = True) -> list[Path]
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+    data = read_state(folder / MANIFEST)
+    return data if data is not None and isinstance(data.get("kind"), str) else None
 
 
 def _entries(folder: Path) -> list[Path]:

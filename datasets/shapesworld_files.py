@@ -25,6 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from esgkit.core.json_input import read_state
+
 _NUMBERED = re.compile(r"^\d{12}\.(jpg|png)$")
 
 
@@ -48,14 +50,6 @@ def split_entries(split: str) -> list[str]:
             f"annotations/entityseg_{split}.json", f"refcoco_{split}", f"shapesworld_{split}.json"]
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _numbered(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if _NUMBERED.match(p.name)] if folder.is_dir() else []
 
@@ -64,7 +58,7 @@ def split_state(out: str | Path, split: str, meta: dict[str, Any]) -> tuple[str,
     """``(state, recorded settings)``; state: ``absent``, ``complete`` (same settings), ``different``
     (complete, other settings), ``partial`` (interrupted, same settings), ``partial-different``."""
     out, meta = Path(out), json.loads(json.dumps(meta))  # compared as JSON reads it back (tuples → lists)
-    done, pending = _read(out / f"shapesworld_{split}.json"), _read(out / pending_name(split))
+    done, pending = read_state(out / f"shapesworld_{split}.json"), read_state(out / pending_name(split))
     if pending is not None:
         return ("partial" if pending == meta else "partial-different"), pending
     if done is not None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write_json
 
 STATES = ("pending", "running", "done", "failed")
@@ -68,17 +69,9 @@ def digest(data: Any, n: int = 12) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def read_status(folder: Path) -> dict[str, Any]:
     """The cell's ``status.json`` (``{"state": "pending"}`` when there is none or it is unreadable)."""
-    status = read_json(folder / "status.json")
+    status = read_state(folder / "status.json")
     return status if status and status.get("state") in STATES else {"state": "pending"}
 
 
@@ -109,5 +102,5 @@ def is_done(folder: Path) -> bool:
     return read_status(folder)["state"] == "done" and (folder / "metrics.json").is_file()
 
 
-__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_json", "read_status", "update_status",
+__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_status", "update_status",
            "weights_hashes", "write_status"]

@@ -16,7 +16,9 @@ from typing import Any
 from esgkit.core.errors import InputError
 from esgkit.core.outputs import atomic_path, atomic_write, claim_folder
 
-from .cells import read_json, read_status
+from esgkit.core.json_input import read_state
+
+from .cells import read_status
 
 HIDDEN = {"images"}
 
@@ -24,7 +26,7 @@ HIDDEN = {"images"}
 def table(grid_dir: str | Path) -> dict[str, Any]:
     """``{"rows": [{"row", "n", "done", metric: (mean, std) ...}], "metrics": [...], "paper": {...}, "seeds": bool}``."""
     out = Path(grid_dir)
-    grid = read_json(out / "grid.json")
+    grid = read_state(out / "grid.json")
     if grid is None:
         raise InputError(f"grid folder {out}: no readable grid.json; give a folder written by `esgkit grid`")
     rows: dict[str, dict[str, Any]] = {}
@@ -34,7 +36,7 @@ def table(grid_dir: str | Path) -> dict[str, Any]:
         folder = out / "cells" / cell["folder"]
         row = rows.setdefault(cell["row"], {"row": cell["row"], "n": 0, "done": 0, "values": {}})
         row["n"] += 1
-        metrics = (read_json(folder / "metrics.json") or {}).get("metrics") if read_status(folder)["state"] == "done" \
+        metrics = (read_state(folder / "metrics.json") or {}).get("metrics") if read_status(folder)["state"] == "done" \
             else None
         if not metrics:
             continue

@@ -24,9 +24,10 @@ from typing import Any
 
 from esgkit.core import Executor, get_registry
 from esgkit.core.errors import ConfigError, OutputError
+from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
 
-from .cells import digest, identity, is_done, read_json, read_status, update_status, write_status
+from .cells import digest, identity, is_done, read_status, update_status, write_status
 from .spec import CellPlan, GridSpec, compose
 from .stages import StageJob, run_stage, stage_jobs
 
@@ -72,7 +73,7 @@ def _train(job: CellJob, folder: Path, config: dict[str, Any]) -> dict[str, Any]
     from esgkit.layers.weights import latest_checkpoint
     from esgkit.training.run import train
 
-    done = read_json(folder / "train_summary.json")
+    done = read_state(folder / "train_summary.json")
     if done is None:
         run = folder / "train"
         last = latest_checkpoint(run) if (run / "checkpoints").is_dir() else None
@@ -314,7 +315,7 @@ def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage:
     hits, misses = stage["hits"], stage["misses"]
     for c in cells:
         status = read_status(folders[c.index])
-        metrics = read_json(folders[c.index] / "metrics.json") or {}
+        metrics = read_state(folders[c.index] / "metrics.json") or {}
         cache = metrics.get("cache") or {}
         if status["state"] == "done" and metrics:
             hits += int(cache.get("hits", 0))
