@@ -28,7 +28,7 @@ from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
 
 from .cells import digest, identity, is_done, read_status, update_status, write_status
-from .spec import CellPlan, GridSpec, compose
+from .spec import CellPlan, EvalData, GridSpec, compose
 from .stages import StageJob, run_stage, stage_jobs
 
 
@@ -40,11 +40,7 @@ class CellJob:
     label: str
     config: dict[str, Any]
     do: tuple[str, ...]
-    data: str
-    dataset: str
-    split: str
-    max_images: int
-    skip: list[str]
+    on: EvalData
     cache: str
 
 
@@ -80,7 +76,7 @@ def _train(job: CellJob, folder: Path, config: dict[str, Any]) -> dict[str, Any]
         if last is not None:
             update_status(folder, resumed_from=last.name)
             print(f"resuming training from {last}")
-        summary = train(config, job.data, run, resume=True, progress=False)
+        summary = train(config, job.on.data, run, resume=True, progress=False)
         done = {"weights": summary.get("weights"), "step": summary.get("step"), "steps": summary.get("steps"),
                 "seconds": summary.get("seconds"), "resumed_from": last.name if last is not None else None}
         atomic_write_json(folder / "train_summary.json", done)
@@ -92,13 +88,12 @@ def _evaluate(job: CellJob, folder: Path, config: dict[str, Any]) -> tuple[dict[
     from esgkit.evaluation.run import evaluate
     from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter
 
-    registry = get_registry()
-    dataset = registry.build("dataset", {"name": job.dataset, "root": job.data, "split": job.split}, key="dataset")
+    dataset = job.on.build()
     pipeline = build_pipeline(config)
     cache: dict[str, Any] = {"hits": 0, "misses": 0}
     if getattr(pipeline, "segmenter", None) is not None:
         pipeline.segmenter = cached_segmenter(pipeline.segmenter, job.cache)  # type: ignore[attr-defined]
-    metrics = evaluate(pipeline, dataset, folder / "eval", max_images=job.max_images, skip=set(job.skip),
+    metrics = evaluate(pipeline, dataset, folder / "eval", max_images=job.on.max_images, skip=set(job.on.skip),
                        progress=False)
     seg = getattr(pipeline, "segmenter", None)
     if isinstance(seg, CachedSegmenter):
@@ -148,8 +143,7 @@ def _error_text(exc: BaseException) -> str:
 
 def cell_folders(out: Path, spec: GridSpec, cells: list[CellPlan]) -> dict[int, Path]:
     """Each cell's folder: ``cells/<hash of its identity>``."""
-    what = {"do": list(spec.do), "data": spec.data, "dataset": spec.dataset, "split": spec.split,
-            "max_images": spec.max_images, "skip": sorted(spec.skip)}
+    what = {"do": list(spec.do), **spec.on.identity()}
     return {c.index: out / "cells" / digest(identity(c.config, what)) for c in cells}
 
 
@@ -175,7 +169,7 @@ def prepare(out: Path, spec: GridSpec, cells: list[CellPlan], folders: dict[int,
         if not (folder / "status.json").is_file():
             write_status(folder, "pending")
     atomic_write_json(out / "grid.json", {
-        "name": spec.name, "spec": spec.raw, "base": spec.base, "do": list(spec.do), "data": spec.data,
+        "name": spec.name, "spec": spec.raw, "base": spec.base, "do": list(spec.do), "data": spec.on.data,
         "metrics": spec.metrics, "paper": spec.paper, "seeds": spec.seeds,
         "cells": [{"index": c.index, "folder": folders[c.index].name, "label": c.label, "row": c.row, "seed": c.seed,
                    "choices": c.choices} for c in cells]})
@@ -257,22 +251,19 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
     cache = str(out / "cache" / "masks")
     skipped = [c for c in cells if is_done(folders[c.index])]
     todo = [c for c in cells if not is_done(folders[c.index])]
-    jobs = {folders[c.index].name: CellJob(str(folders[c.index]), c.label, c.config, spec.do, spec.data, spec.dataset,
-                                           spec.split, spec.max_images, spec.skip, cache) for c in todo}
+    jobs = {folders[c.index].name: CellJob(str(folders[c.index]), c.label, c.config, spec.do, spec.on, cache)
+            for c in todo}
     write = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     for c in skipped:
         write(f"[skip] cell {folders[c.index].name} {c.label}: done in an earlier run")
     stage = {"hits": 0, "misses": 0, "jobs": 0}
     if todo and "train" not in spec.do:
-        registry = get_registry()
-        dataset = registry.build("dataset", {"name": spec.dataset, "root": spec.data, "split": spec.split},
-                                 key="dataset")
-        images = len(dataset.take(spec.max_images))
+        images = len(spec.on.build().take(spec.on.max_images))
         try:
             workers = int(getattr(executor, "workers", 0) or 1)
         except Exception:  # noqa: BLE001 - an executor that cannot say: one chunk per segmenter
             workers = 1
-        sjobs = stage_jobs([c.config for c in todo], spec.data, spec.dataset, spec.split, images, cache, workers)
+        sjobs = stage_jobs([c.config for c in todo], spec.on, images, cache, workers)
         if sjobs:
             write(f"[stage] masks: {len({j.key for j in sjobs})} segmenter(s) on {images} images, {len(sjobs)} jobs")
         for job, result in executor.map(run_job, sjobs):

@@ -74,15 +74,35 @@ class CellPlan:
 
 
 @dataclass
+class EvalData:
+    """What a cell trains and evaluates on (as ``esgkit eval`` takes it): the dataset folder, its reader
+    (``esgkit list dataset``), the split, the first ``max_images`` images (0: all), the parts not predicted."""
+
+    data: str
+    dataset: str = "shapesworld"
+    split: str = "val"
+    max_images: int = 0
+    skip: list[str] = field(default_factory=list)
+
+    def build(self) -> Any:
+        """The dataset reader of this split."""
+        from esgkit.core import get_registry
+
+        return get_registry().build("dataset", {"name": self.dataset, "root": self.data, "split": self.split},
+                                    key="dataset")
+
+    def identity(self) -> dict[str, Any]:
+        """What of it makes a cell another cell (part of the cell hash)."""
+        return {"data": self.data, "dataset": self.dataset, "split": self.split, "max_images": self.max_images,
+                "skip": sorted(self.skip)}
+
+
+@dataclass
 class GridSpec:
     base: str
     overrides: list[str]
     do: tuple[str, ...]
-    data: str
-    dataset: str
-    split: str
-    max_images: int
-    skip: list[str]
+    on: EvalData
     axes: list[Axis]
     seeds: list[Any] | None
     seed_key: str
@@ -195,9 +215,9 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
     if not isinstance(paper, Mapping) or not all(isinstance(v, Mapping) for v in paper.values()):
         raise ConfigError("must map a row label to {metric: value}", key="paper")
     return GridSpec(base=base, overrides=[str(o) for o in _list(raw.get("overrides"), "overrides")], do=do,
-                    data=str(data_path.resolve()), dataset=str(raw.get("dataset", "shapesworld")),
-                    split=str(raw.get("split", "val")), max_images=int(raw.get("max_images", 0) or 0),
-                    skip=[str(s) for s in _list(raw.get("skip"), "skip")], axes=axes, seeds=seeds,
+                    on=EvalData(str(data_path.resolve()), str(raw.get("dataset", "shapesworld")),
+                                str(raw.get("split", "val")), int(raw.get("max_images", 0) or 0),
+                                [str(s) for s in _list(raw.get("skip"), "skip")]), axes=axes, seeds=seeds,
                     seed_key=str(raw.get("seed_key", "train.seed")),
                     metrics=[str(m) for m in _list(raw.get("metrics"), "metrics")],
                     paper={str(k): {str(m): float(x) for m, x in v.items()} for k, v in paper.items()},
@@ -254,4 +274,4 @@ def compose(spec: GridSpec) -> list[CellPlan]:
     return cells
 
 
-__all__ = ["Axis", "CellPlan", "GridSpec", "compose", "load_spec", "parse_spec", "plan"]
+__all__ = ["Axis", "CellPlan", "EvalData", "GridSpec", "compose", "load_spec", "parse_spec", "plan"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cells import digest, weights_hashes
+from .spec import EvalData
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,7 @@ class StageJob:
     stage: str
     key: str
     section: dict[str, Any]
-    data: str
-    dataset: str
-    split: str
+    on: EvalData
     indices: list[int]
     cache: str
 
@@ -83,7 +82,7 @@ def masks_stage_sections(configs: Sequence[Mapping[str, Any]]) -> dict[str, dict
     return sections
 
 
-def stage_jobs(configs: Sequence[Mapping[str, Any]], data: str, dataset: str, split: str, images: int, cache: str,
+def stage_jobs(configs: Sequence[Mapping[str, Any]], on: EvalData, images: int, cache: str,
                chunks: int) -> list[StageJob]:
     """One job per distinct stored stage and chunk of the first ``images`` images (``chunks`` per stage)."""
     jobs = []
@@ -92,7 +91,7 @@ def stage_jobs(configs: Sequence[Mapping[str, Any]], data: str, dataset: str, sp
         for c in range(chunks):
             indices = list(range(c, images, chunks))
             if indices:
-                jobs.append(StageJob("masks", key, section, data, dataset, split, indices, cache))
+                jobs.append(StageJob("masks", key, section, on, indices, cache))
     return jobs
 
 
@@ -102,7 +101,7 @@ def run_stage(job: StageJob) -> dict[str, Any]:
     from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter
 
     registry = get_registry()
-    dataset = registry.build("dataset", {"name": job.dataset, "root": job.data, "split": job.split}, key="dataset")
+    dataset = job.on.build()
     segmenter = cached_segmenter(registry.build("segmenter", job.section, key="segmenter"), job.cache)  # type: ignore[arg-type]
     for i in job.indices:
         sample = dataset[i]
