@@ -56,14 +56,15 @@ BUILTIN_RESOLVERS = ("oc.select", "oc.create", "oc.dict.keys", "oc.dict.values",
 # --------------------------------------------------------------------------- reading and parsing
 
 
-def read_config_text(path: Path) -> str:
-    """The text of the config file ``path``, refusing what is not a small UTF-8 regular file."""
+def read_config_text(path: Path, what: str = "config file") -> str:
+    """The text of the config file ``path`` (``what`` in messages), refusing what is not a small UTF-8
+    regular file."""
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found") from None
+        raise ConfigError(f"{what} {str(path)!r} not found") from None
     except OSError as exc:
-        raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
+        raise ConfigError(f"{what} {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
     if stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"{path} is a folder, not a config file: name a .yaml file (or a shipped config name)")
     if not stat.S_ISREG(info.st_mode):
@@ -76,7 +77,7 @@ def read_config_text(path: Path) -> str:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
+        raise ConfigError(f"{what} {str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise too_big
     try:

@@ -166,7 +166,7 @@ def load_spec(path: str | Path, data: str | None = None) -> GridSpec:
     from esgkit.core import config_guard as guard
 
     path = Path(path)
-    raw = guard.parse_yaml(guard.read_config_text(path), str(path))
+    raw = guard.parse_yaml(guard.read_config_text(path, "grid spec"), str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"grid spec {path}: must be a mapping (base:, grid:, ...); see docs/grids.md")
     spec = parse_spec(raw, path.parent, data)
