@@ -84,7 +84,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):  #
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``esgkit`` command. Exit status: 0 done, 2 an esgkit error (the message says what to fix),
-    1 an unexpected error (a bug: one line, ``--debug`` for the traceback), 130 interrupted."""
+    1 an unexpected error (a bug: one line, ``--debug`` for the traceback), 130 interrupted. Called
+    with ``argv`` from Python, it leaves ``os.environ`` as it found it (the global options set it)."""
+    called_in_process = argv is not None  # main([...]) from Python, not the `esgkit` command
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     saved_env = dict(os.environ)
@@ -129,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.showwarning = saved_showwarning
-        if argv is not None and "PYTEST_CURRENT_TEST" in os.environ:  # in-process calls in tests: leave no trace
+        if called_in_process:  # the global options and HF_HUB_OFFLINE were for this call: the caller's env back
             os.environ.clear()
             os.environ.update(saved_env)
 
