@@ -17,10 +17,10 @@ import numpy as np
 from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_id_map_png, load_image, read_json
-from esgkit.core.limits import check_entities, check_pixels
+from esgkit.core.limits import check_entities
 
-from .common import dataset_file, find_file, write_json
-from esgkit.core.fields import BOOL, ID, INT, LIST, POSITIVE, SIZE, TEXT, check_fields, check_list, shape
+from .common import dataset_file, find_file, index_images, write_json
+from esgkit.core.fields import BOOL, ID, INT, LIST, POSITIVE, TEXT, check_fields, check_list, shape
 
 
 SEGMENT = {"id": POSITIVE, "category_id": INT}
@@ -35,6 +35,23 @@ def panoptic_segments(segments: Any, where: str) -> dict[int, dict[str, Any]]:
             raise InputError(f"{where}: segment id {s['id']} is listed twice in segments_info; ids must be unique")
         out[s["id"]] = s
     check_entities(len(out), where)
+    return out
+
+
+def panoptic_annotations(annotations: Any, where: str, file_name_required: bool = True
+                         ) -> dict[str, tuple[dict[str, Any], dict[int, dict[str, Any]]]]:
+    """A COCO-panoptic ``annotations`` list (ground truth, or predictions with ``file_name_required``
+    off) checked: each ``{image_id, file_name, segments_info}``, one per image, its segments by
+    ``panoptic_segments``. By image id (as a string): ``(annotation, its segments by id)``."""
+    required = {"image_id": ID, "segments_info": LIST, **({"file_name": TEXT} if file_name_required else {})}
+    optional = {} if file_name_required else {"file_name": TEXT}
+    out: dict[str, tuple[dict[str, Any], dict[int, dict[str, Any]]]] = {}
+    for k, a in enumerate(check_list(annotations, f"{where}: 'annotations'", "{image_id, file_name, segments_info} objects")):
+        at = f"{where}: annotation {k}"
+        check_fields(a, at, required, optional)
+        if str(a["image_id"]) in out:
+            raise InputError(f"{at} repeats image_id {a['image_id']}; one annotation per image")
+        out[str(a["image_id"])] = (a, panoptic_segments(a["segments_info"], f"{at} (image {a['image_id']})"))
     return out
 
 
@@ -53,21 +70,14 @@ class PanopticIndex:
         self.categories: dict[int, dict[str, Any]] = {}
         for k, c in enumerate(check_list(data["categories"], f"{where}: 'categories'", "{id, name, isthing} objects")):
             self.categories[check_fields(c, f"{where}: category {k}", {"id": INT}, {"isthing": BOOL})["id"]] = c
-        self.images: dict[str, dict[str, Any]] = {}
-        for k, i in enumerate(check_list(data.get("images", []), f"{where}: 'images'", "{id, height, width} objects")):
-            check_fields(i, f"{where}: image {k}", {"id": ID, "height": SIZE, "width": SIZE}, {"file_name": TEXT})
-            check_pixels(i["height"], i["width"], f"{where}: image {i['id']}")
-            self.images[str(i["id"])] = i
+        self.images = index_images(data.get("images", []), where)
         self.annotations: dict[str, dict[str, Any]] = {}
-        for k, a in enumerate(check_list(data["annotations"], f"{where}: 'annotations'", "annotation objects")):
-            check_fields(a, f"{where}: annotation {k}", {"image_id": ID, "file_name": TEXT, "segments_info": LIST})
-            if str(a["image_id"]) in self.annotations:
-                raise InputError(f"{where}: annotation {k} repeats image_id {a['image_id']}; one annotation per image")
-            for s in panoptic_segments(a["segments_info"], f"{where}: annotation {k} (image {a['image_id']})").values():
+        for key, (a, segments) in panoptic_annotations(data["annotations"], where).items():
+            for s in segments.values():
                 if s["category_id"] not in self.categories:
                     raise InputError(f"{where}: image {a['image_id']} segment {s['id']} has unknown category_id "
                                      f"{s['category_id']}; add it to 'categories'")
-            self.annotations[str(a["image_id"])] = a
+            self.annotations[key] = a
         self.image_ids = [i for i in self.images if i in self.annotations] or list(self.annotations)
 
     def isthing(self, category_id: int) -> bool:

@@ -12,9 +12,26 @@ from typing import Any
 import numpy as np
 
 from esgkit.core.errors import InputError
-from esgkit.core.fields import is_number, kind
+from esgkit.core.fields import ID, SIZE, TEXT, check_fields, check_list, is_number, kind
+from esgkit.core.limits import check_pixels
 from esgkit.core.types import check_image_size, decode_rle
 
+
+IMAGE = {"id": ID, "height": SIZE, "width": SIZE}
+"""What a COCO ``images`` entry must hold (``file_name``, a string, is optional)."""
+
+
+def index_images(images: Any, where: str, unique_ids: bool = False) -> dict[str, dict[str, Any]]:
+    """A COCO ``images`` list by id (as a string), every entry checked (``IMAGE``) and its size within
+    ``max_image_pixels``; with ``unique_ids`` a repeated id is an error (else the last one counts)."""
+    out: dict[str, dict[str, Any]] = {}
+    for k, info in enumerate(check_list(images, f"{where}: 'images'", "{id, height, width} objects")):
+        check_fields(info, f"{where}: image {k}", IMAGE, {"file_name": TEXT})
+        check_pixels(info["height"], info["width"], f"{where}: image {info['id']}")
+        if unique_ids and str(info["id"]) in out:
+            raise InputError(f"{where}: image {k} repeats id {info['id']}; image ids must be unique")
+        out[str(info["id"])] = info
+    return out
 
 def write_json(path: str | Path, data: Any) -> None:
     """Compact JSON, written atomically (a crash leaves the old file or none, never a torn one)."""

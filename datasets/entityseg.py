@@ -14,13 +14,12 @@ import numpy as np
 from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_image, read_json
-from esgkit.core.limits import check_entities, check_pixels
+from esgkit.core.limits import check_entities
 
-from .common import dataset_file, segmentation_to_mask, write_json
-from esgkit.core.fields import BOOL, ID, INT, SEGMENTATION, SIZE, TEXT, check_fields, check_list, shape
+from .common import dataset_file, index_images, segmentation_to_mask, write_json
+from esgkit.core.fields import BOOL, ID, INT, SEGMENTATION, check_fields, check_list, shape
 
 
-IMAGE = {"id": ID, "height": SIZE, "width": SIZE}
 ANNOTATION = {"id": INT, "image_id": ID, "segmentation": SEGMENTATION}
 ANNOTATION_OPTIONAL = {"iscrowd": BOOL}
 
@@ -36,13 +35,7 @@ class InstancesIndex:
         if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
             raise InputError(f"{where}: expected a COCO object with 'images' and 'annotations'; got {shape(data)}")
         self.data = data
-        self.images: dict[str, dict[str, Any]] = {}
-        for k, info in enumerate(check_list(data["images"], f"{where}: 'images'", "{id, height, width} objects")):
-            check_fields(info, f"{where}: image {k}", IMAGE, {"file_name": TEXT})
-            check_pixels(info["height"], info["width"], f"{where}: image {info['id']}")
-            if str(info["id"]) in self.images:
-                raise InputError(f"{where}: image {k} repeats id {info['id']}; image ids must be unique")
-            self.images[str(info["id"])] = info
+        self.images = index_images(data["images"], where, unique_ids=True)
         self.anns_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in self.images}
         for k, a in enumerate(check_list(data["annotations"], f"{where}: 'annotations'", "annotation objects")):
             check_fields(a, f"{where}: annotation {k}", ANNOTATION, ANNOTATION_OPTIONAL)

@@ -15,17 +15,15 @@ import numpy as np
 from esgkit.core import Dataset, EntityMasks
 from esgkit.core.errors import InputError
 from esgkit.core.io import load_image, read_json
-from esgkit.core.limits import check_pixels
 
-from .common import find_file, read_plain_pickle, resolve_root, segmentation_to_mask
-from esgkit.core.fields import BOX, ID, INT, LIST, SEGMENTATION, SIZE, TEXT, check_fields, check_list, shape
+from .common import find_file, index_images, read_plain_pickle, resolve_root, segmentation_to_mask
+from esgkit.core.fields import BOX, ID, INT, LIST, SEGMENTATION, TEXT, check_fields, check_list, shape
 
 
 REF = {"ref_id": INT, "ann_id": INT, "image_id": ID, "sentences": LIST}
 REF_OPTIONAL = {"split": TEXT, "category_id": INT}
 SENTENCE = {"sent_id": INT}
 INSTANCE = {"id": INT, "image_id": ID, "bbox": BOX, "segmentation": SEGMENTATION}
-IMAGE = {"id": ID, "height": SIZE, "width": SIZE}
 
 
 def read_refs(path: str | Path) -> list[dict[str, Any]]:
@@ -57,11 +55,7 @@ class RefIndex:
         self.anns: dict[int, dict[str, Any]] = {}
         for k, a in enumerate(check_list(data["annotations"], f"{where}: 'annotations'", "annotation objects")):
             self.anns[check_fields(a, f"{where}: annotation {k}", INSTANCE, {"category_id": INT})["id"]] = a
-        self.images: dict[str, dict[str, Any]] = {}
-        for k, i in enumerate(check_list(data.get("images", []), f"{where}: 'images'", "{id, height, width} objects")):
-            check_fields(i, f"{where}: image {k}", IMAGE, {"file_name": TEXT})
-            check_pixels(i["height"], i["width"], f"{where}: image {i['id']}")
-            self.images[str(i["id"])] = i
+        self.images = index_images(data.get("images", []), where)
         self.refs = [r for r in refs if not split or r.get("split") == split]
         if split and not self.refs:
             splits = sorted({str(r.get("split")) for r in refs})

@@ -21,8 +21,8 @@ import numpy as np
 from esgkit.core import Evaluator
 from esgkit.core.errors import InputError
 from esgkit.core.io import read_json
-from esgkit.datasets.coco_panoptic import PanopticIndex, panoptic_segments
-from esgkit.core.fields import ID, LIST, TEXT, check_fields, check_list, shape
+from esgkit.datasets.coco_panoptic import PanopticIndex, panoptic_annotations
+from esgkit.core.fields import shape
 
 from .common import covered_images
 
@@ -100,15 +100,8 @@ def _pred_index(pred: str, pred_dir: str) -> tuple[dict[str, dict[str, Any]], Pa
     if not isinstance(data, dict) or "annotations" not in data:
         raise InputError(f"prediction file {pred}: expected a COCO-panoptic object {{\"annotations\": [...]}}; "
                          f"got {shape(data)} (see docs/formats.md)")
-    anns: dict[str, dict[str, Any]] = {}
-    for k, a in enumerate(check_list(data["annotations"], f"prediction file {pred}: 'annotations'",
-                                     "{image_id, file_name, segments_info} objects")):
-        where = f"prediction file {pred}: annotation {k}"
-        check_fields(a, where, {"image_id": ID, "segments_info": LIST}, {"file_name": TEXT})
-        if str(a["image_id"]) in anns:
-            raise InputError(f"{where} repeats image_id {a['image_id']}; one annotation per image")
-        segments = panoptic_segments(a["segments_info"], f"{where} (image {a['image_id']})")
-        anns[str(a["image_id"])] = {**a, "segments": segments}
+    anns = {key: {**a, "segments": segments} for key, (a, segments)
+            in panoptic_annotations(data["annotations"], f"prediction file {pred}", file_name_required=False).items()}
     return anns, Path(pred_dir) if pred_dir else Path(pred).with_suffix("")
 
 
