@@ -139,6 +139,18 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
     return pipeline
 
 
+def with_weights(config: dict[str, Any], weights: str, registry: Registry | None = None) -> dict[str, Any]:
+    """A plain ``config`` whose pipeline's ``weights_key`` names ``weights`` instead (what ``esgkit eval
+    --checkpoint`` and a training grid cell do); a ConfigError when the pipeline names no weights."""
+    registry = registry or get_registry()
+    name = str((config.get("pipeline") or {}).get("name", ""))
+    key = registry.get("pipeline", name, "pipeline.name").weights_key
+    if not key:
+        raise ConfigError(f"pipeline {name!r} names no weights that trained ones could replace", key="pipeline.name")
+    section, option = key.split(".", 1)
+    return {**config, section: {**(config.get(section) or {}), option: str(weights)}}
+
+
 def _building_on_meta() -> bool:
     """Whether tensors are created on the meta device now (``with torch.device("meta")``)."""
     import torch
@@ -147,4 +159,4 @@ def _building_on_meta() -> bool:
 
 
 __all__ = ["RESERVED_SECTIONS", "UntrainedWeightsWarning", "ValidatedPipelineConfig", "build_pipeline", "untrained_keys",
-           "validate_pipeline_config", "warn_untrained"]
+           "validate_pipeline_config", "warn_untrained", "with_weights"]

@@ -101,6 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from esgkit.core import build_pipeline, get_registry, load_config
     from esgkit.core.errors import ConfigError
     from esgkit.core.outputs import check_folder, claim_file, claim_folder, written_by_tag
+    from esgkit.core.pipeline import with_weights
     from esgkit.core.schema import to_container
     from esgkit.layers.weights import trained_weights
 
@@ -121,13 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"config {args.segmenter!r} has no segmenter section", key="--segmenter")
     config = to_container(load_config(args.config, overrides, sections=sections))
     if args.checkpoint:  # these weights replace the config's own (which may not fit an overridden architecture)
-        pipeline_name = (config.get("pipeline") or {}).get("name", "")
-        key = registry.get("pipeline", str(pipeline_name), "pipeline.name").weights_key
-        if not key:
-            raise ConfigError(f"pipeline {pipeline_name!r} names no weights that --checkpoint could replace",
-                              key="pipeline.name")
-        section, option = key.split(".", 1)
-        config[section] = {**(config.get(section) or {}), option: str(trained_weights(args.checkpoint))}
+        config = with_weights(config, str(trained_weights(args.checkpoint)), registry)
     pipeline = build_pipeline(config)
     skip = set(args.skip) | ({"res"} if args.no_res else set())
     record = {"written_by": written_by_tag("eval"), "config": args.config, "overrides": overrides,

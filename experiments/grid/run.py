@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from esgkit.core import Executor, get_registry
+from esgkit.core import Executor
 from esgkit.core.errors import ConfigError, OutputError
+from esgkit.core.pipeline import with_weights
 from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
 
@@ -54,16 +55,6 @@ def run_job(job: CellJob | StageJob) -> dict[str, Any]:
     return run_stage(job) if isinstance(job, StageJob) else run_cell(job)
 
 
-def _with_weights(config: dict[str, Any], weights: str) -> dict[str, Any]:
-    """``config`` with the pipeline's trained-weights key set to ``weights`` (what eval --checkpoint does)."""
-    name = str((config.get("pipeline") or {}).get("name", ""))
-    key = get_registry().get("pipeline", name, "pipeline.name").weights_key
-    if not key:
-        return config
-    section, option = key.split(".", 1)
-    return {**config, section: {**(config.get(section) or {}), option: weights}}
-
-
 def _train(job: CellJob, folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Train the cell (resuming from its own newest checkpoint); returns the config naming the weights."""
     from esgkit.layers.weights import latest_checkpoint
@@ -80,7 +71,7 @@ def _train(job: CellJob, folder: Path, config: dict[str, Any]) -> dict[str, Any]
         done = {"weights": summary.get("weights"), "step": summary.get("step"), "steps": summary.get("steps"),
                 "seconds": summary.get("seconds"), "resumed_from": last.name if last is not None else None}
         atomic_write_json(folder / "train_summary.json", done)
-    return _with_weights(config, str(done["weights"])) if done.get("weights") else config
+    return with_weights(config, str(done["weights"])) if done.get("weights") else config
 
 
 def _evaluate(job: CellJob, folder: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
