@@ -38,13 +38,20 @@ PART = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.part$")
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the filesystem lets a folder be opened."""
     with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened
         fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's data to disk (before it is renamed into place)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _why(exc: OSError) -> str:
@@ -71,14 +78,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             yield tmp
             if not tmp.is_file():
                 raise OutputError(f"cannot write {path}: the writer produced no file")
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_file(tmp)
             os.replace(tmp, path)
         except OSError as exc:
             if exc.errno in _NO_ROOM or str(exc.filename) in (str(tmp), str(path)):
                 raise OutputError(f"cannot write {path}: {_why(exc)}") from exc
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
@@ -258,4 +264,4 @@ def claim_file(path: str | Path, kind: str, overwrite: bool = False, inputs: Ite
 
 
 __all__ = ["MANIFEST", "OutputFolder", "atomic_path", "atomic_write", "atomic_write_json", "check_folder", "claim_file",
-           "claim_folder", "remove_stale_parts", "written_by_tag"]
+           "claim_folder", "fsync_dir", "fsync_file", "remove_stale_parts", "written_by_tag"]

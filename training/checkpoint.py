@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_model
 
 from esgkit.core.errors import CheckpointError
-from esgkit.core.outputs import atomic_write
+from esgkit.core.outputs import atomic_write, fsync_dir, fsync_file
 from esgkit.layers.weights import LATEST, latest_checkpoint, list_checkpoints, load_weights
 
 FORMAT = "esgkit-train-checkpoint-v1"
@@ -65,24 +65,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- saving
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -132,8 +114,8 @@ def save_checkpoint(
     with open(tmp / "config.json", "w") as f:
         json.dump({"format": FORMAT, "step": step, "config": config or {}}, f, indent=2, default=str)
     for name in ("model.safetensors", "state.pt", "config.json"):
-        _fsync_file(tmp / name)
-    _fsync_dir(tmp)
+        fsync_file(tmp / name)
+    fsync_dir(tmp)
     if final.exists():  # the same step saved again (e.g. after a resume): swap the old one out
         old = ckpt_dir / f".tmp-old-{final.name}-{os.getpid()}"
         os.replace(final, old)
@@ -141,7 +123,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     _write_json_atomic(ckpt_dir / LATEST, {"step": step, "dir": final.name})
     for _, old_path in list_checkpoints(ckpt_dir)[:-keep_last] if keep_last > 0 else []:
         if old_path != final:  # renamed away first: a kill mid-delete never leaves a half step_* folder
