@@ -78,4 +78,37 @@ def assign_to_segments(masks: np.ndarray, segments: np.ndarray, min_share: float
     return np.where(share >= min_share, best, -1).astype(np.int64)
 
 
-__all__ = ["assign_to_segments", "best_union", "segment_overlaps"]
+ERROR_KINDS = ("good", "coarse", "split", "merged", "missed")
+
+
+def segment_errors(masks: np.ndarray, segments: np.ndarray, good_iou: float = 0.75, missed_iou: float = 0.1) -> list[str]:
+    """How predicted ``masks`` got each annotated segment wrong, one of ``ERROR_KINDS`` per segment:
+    ``good`` (a mask with IoU ≥ ``good_iou``), ``missed`` (no mask reaches ``missed_iou``),
+    ``merged`` (the best mask lies mostly outside the segment), ``split`` (several masks lie mostly
+    inside it), else ``coarse``. Measures a segmenter's errors (``scripts/segmenter_errors.py``)
+    and the ones ``training/mask_augment.py`` imitates."""
+    segments = np.asarray(segments, bool)
+    if not len(masks):
+        return ["missed"] * len(segments)
+    inter = segment_overlaps(masks, segments).astype(np.float64)
+    area = np.maximum(np.asarray(masks, bool).reshape(len(masks), -1).sum(1), 1)
+    seg_area = segments.reshape(len(segments), -1).sum(1)
+    kinds = []
+    for m in range(len(segments)):
+        iou = inter[:, m] / (area + seg_area[m] - inter[:, m])
+        best = int(np.argmax(iou))
+        inside = inter[:, m] / area
+        if iou[best] >= good_iou:
+            kinds.append("good")
+        elif iou[best] < missed_iou:
+            kinds.append("missed")
+        elif inside[best] < 0.5:
+            kinds.append("merged")
+        elif (inside > 0.5).sum() > 1:
+            kinds.append("split")
+        else:
+            kinds.append("coarse")
+    return kinds
+
+
+__all__ = ["ERROR_KINDS", "assign_to_segments", "best_union", "segment_errors", "segment_overlaps"]

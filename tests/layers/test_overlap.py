@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esgkit.layers.overlap import assign_to_segments, best_union, segment_overlaps
+from esgkit.layers.overlap import assign_to_segments, best_union, segment_overlaps, segment_errors
 
 # 4×6 annotation: segment 0 = left third, 1 = middle third, 2 = right third
 SEGMENTS = np.zeros((3, 4, 6), bool)
@@ -52,3 +52,22 @@ def test_overlaps_are_exact_and_the_oracle_never_loses_to_a_single_entity(column
     single = max(iou([n]) for n in range(len(masks)))
     assert iou(best_union(masks, target, plural=True)) >= single - 1e-12
     assert iou(best_union(masks, target, plural=False)) == single
+
+
+def test_segment_errors_names_each_kind():
+    segments = np.zeros((5, 40, 40), bool)
+    segments[0, :10, :10] = True        # found exactly: good
+    segments[1, :10, 10:20] = True      # two halves: split
+    segments[2, 20:24, 20:24] = True    # inside a big mask with 3: merged
+    segments[3, 20:24, 24:40] = True
+    segments[4, 30:34, :4] = True       # no mask: missed
+    masks = np.zeros((4, 40, 40), bool)
+    masks[0] = segments[0]
+    masks[1, :10, 10:15] = True
+    masks[2, :10, 15:20] = True
+    masks[3] = segments[2] | segments[3]
+    assert segment_errors(masks, segments) == ["good", "split", "merged", "good", "missed"]
+    coarse = np.zeros((1, 40, 40), bool)
+    coarse[0, :10, :6] = True           # 60 % of segment 0, all inside it
+    assert segment_errors(coarse, segments[:1]) == ["coarse"]
+    assert segment_errors(np.zeros((0, 40, 40), bool), segments[:2]) == ["missed", "missed"]

@@ -27,8 +27,11 @@ Predicted entities get their targets from the annotation (``layers/overlap.assig
 predicted entity belongs to the annotated segment holding the largest part of its area when that part
 is ≥ ``train.match_min_share`` of it, and is a positive of every phrase (or expression) linked to
 that segment; an entity mostly on no segment, or spread over several, is a negative of all. L_seg
-reconstructs the masks GELLA was given, predicted or annotated. The subtask and the colormap colours are
-drawn in ``collate`` from torch's RNG, which the trainer checkpoints, so ``--resume`` is exact.
+reconstructs the masks GELLA was given, predicted or annotated. ``train.mask_augment`` perturbs the
+ground-truth masks of a share of the other samples the way a segmenter errs (merged, split, jittered,
+dropped entities: ``training/mask_augment.py``, rates ``train.augment_*``), targets by the same rule.
+The subtask, the mask source, the perturbations and the colormap colours are drawn in ``collate``
+from torch's RNG, which the trainer checkpoints, so ``--resume`` is exact.
 
 The ``train:`` section of a GELLA YAML holds both the generic ``TrainConfig`` keys (lr, steps,
 batch_size, freeze, …) and the task's own keys (``GellaTrainConfig``); ``esgkit train`` separates
@@ -53,6 +56,7 @@ from esgkit.layers.geometry import sample_masks
 from esgkit.layers.overlap import assign_to_segments
 
 from ..data import PreparedSplit
+from ..mask_augment import MaskNoise, perturb_masks
 from ..trainer import TrainingTask
 
 SUBTASKS = ("description", "nouns", "grounding", "res")
@@ -75,6 +79,11 @@ class GellaTrainConfig:
     mask_source_ratio: float = 1.0  # share of samples that see mask_source's masks (the rest: ground truth)
     match_min_share: float = 0.5    # a predicted entity takes the segment holding ≥ this share of its area
     mask_cache: str = ""            # where mask_source's masks are cached ("" = the default cache folder)
+    mask_augment: float = 0.0       # share of ground-truth samples whose masks are perturbed (training/mask_augment.py)
+    augment_merge: float = MaskNoise.merge    # per entity < 10 % of the image: joined with a touching neighbour
+    augment_split: float = MaskNoise.split    # per entity < 10 % of the image: cut in two by a random line
+    augment_jitter: float = MaskNoise.jitter  # per entity: border grown or shrunk by 1..2 px (of the kept masks)
+    augment_drop: float = MaskNoise.drop      # per entity < 2 % of the image: missing
 
 
 def check_subtasks(settings: GellaTrainConfig) -> None:
@@ -85,7 +94,8 @@ def check_subtasks(settings: GellaTrainConfig) -> None:
         raise ConfigError(f"unknown subtask {unknown[0]!r}; choose from {', '.join(SUBTASKS)}", key="train.subtasks")
     if sum(max(0.0, float(v)) for v in settings.subtasks.values()) <= 0:
         raise ConfigError("at least one subtask needs a positive ratio", key="train.subtasks")
-    for key in ("mask_source_ratio", "match_min_share"):
+    for key in ("mask_source_ratio", "match_min_share", "mask_augment", "augment_merge", "augment_split",
+                "augment_jitter", "augment_drop"):
         if not 0.0 <= float(getattr(settings, key)) <= 1.0:
             raise ConfigError(f"must be within [0, 1]; got {getattr(settings, key)}", key=f"train.{key}")
 
@@ -149,10 +159,11 @@ def prepare_sample(pipeline: Any, sample: dict[str, Any], predicted: Any = None,
     given ``predicted`` masks, ``pred`` (those masks, targets by ``assign_to_segments``)."""
     gt, caption = sample["masks"], sample["caption"]
     segment_of = gt.ids.astype(np.int64)  # entity k of the ground truth is segment gt.ids[k]
-    views = {"gt": entity_view(pipeline, sample, gt, segment_of)}
+    links = {"phrase_segments": [list(segs) for segs in sample["phrase_segments"]],
+             "refs": [(r["sent"], int(r["segment_id"])) for r in sample.get("refs", [])]}
+    views = {"gt": entity_view(pipeline, links, gt, segment_of)}
     if predicted is not None:
-        assigned = assign_to_segments(predicted.masks, gt.masks, min_share)
-        views["pred"] = entity_view(pipeline, sample, predicted, np.where(assigned >= 0, segment_of[assigned], -1))
+        views["pred"] = entity_view(pipeline, links, predicted, segments_of(predicted.masks, gt.masks, segment_of, min_share))
     return {
         "image_id": sample["image_id"],
         "pixels": pipeline.vision_encoder.preprocess(sample["image"]).to(torch.float16),
@@ -160,16 +171,24 @@ def prepare_sample(pipeline: Any, sample: dict[str, Any], predicted: Any = None,
         "caption": caption.text,
         "phrases": [p.text for p in caption.phrases],
         "description": sample.get("description", ""),
+        "links": links,
         **views,
     }
 
 
-def entity_view(pipeline: Any, sample: dict[str, Any], masks: Any, segment_of: np.ndarray) -> dict[str, Any]:
+def segments_of(masks: np.ndarray, segments: np.ndarray, segment_ids: np.ndarray, min_share: float) -> np.ndarray:
+    """The annotated segment id each of ``masks`` stands for (-1: none), by ``assign_to_segments``."""
+    assigned = assign_to_segments(masks, segments, min_share)
+    return np.where(assigned >= 0, segment_ids[np.maximum(assigned, 0)], -1)
+
+
+def entity_view(pipeline: Any, links: dict[str, Any], masks: Any, segment_of: np.ndarray) -> dict[str, Any]:
     """The masks GELLA is given and their targets: ``segment_of[k]`` is the annotated segment id
-    entity k stands for (-1: none). Kept masks are subsampled to ≤ 2 × mask_size per side (the colormap
-    is drawn at mask_size), so 2048² training images fit in memory."""
-    phrase_entities = [np.nonzero(np.isin(segment_of, segs))[0].tolist() for segs in sample["phrase_segments"]]
-    refs = [(r["sent"], np.nonzero(segment_of == int(r["segment_id"]))[0].tolist()) for r in sample.get("refs", [])]
+    entity k stands for (-1: none); ``links`` the segments of each phrase and each referring
+    expression. Kept masks are subsampled to ≤ 2 × mask_size per side (the colormap is drawn at
+    mask_size), so 2048² training images fit in memory."""
+    phrase_entities = [np.nonzero(np.isin(segment_of, segs))[0].tolist() for segs in links["phrase_segments"]]
+    refs = [(sent, np.nonzero(segment_of == seg)[0].tolist()) for sent, seg in links["refs"]]
     step = max(1, max(masks.image_size) // (2 * pipeline.config.mask_size))
     kept = masks if step == 1 else EntityMasks(np.ascontiguousarray(masks.masks[:, ::step, ::step]), masks.scores,
                                                masks.ids)  # a copy: a view would keep the full-size array alive
@@ -179,6 +198,7 @@ def entity_view(pipeline: Any, sample: dict[str, Any], masks: Any, segment_of: n
         "silhouettes": pipeline.entity_shapes(masks),
         "phrase_entities": phrase_entities,
         "refs": [(sent, ents) for sent, ents in refs if ents],
+        "segment_of": segment_of,
     }
 
 
@@ -253,7 +273,10 @@ class GellaTask(TrainingTask):
         picks = torch.multinomial(self.subtask_probs, len(samples), replacement=True).tolist()
         seeds = torch.randint(0, 2**31 - 1, (len(samples),)).tolist()
         use_pred = (torch.rand(len(samples)) < self.settings.mask_source_ratio).tolist()
-        views = [s["pred"] if pred and "pred" in s else s["gt"] for s, pred in zip(samples, use_pred)]
+        noisy = ((torch.rand(len(samples)) < self.settings.mask_augment).tolist() if self.settings.mask_augment > 0
+                 else [False] * len(samples))  # no draw when off: recipes without it keep their random stream
+        views = [s["pred"] if pred and "pred" in s else self._augmented(s, seed) if noise else s["gt"]
+                 for s, pred, noise, seed in zip(samples, use_pred, noisy, seeds)]
         inputs, tasks, entities = [], [], []
         for s, view, pick in zip(samples, views, picks):
             task = self.subtask_names[pick]
@@ -280,6 +303,16 @@ class GellaTask(TrainingTask):
             "tasks": tasks,
             "phrase_entities": entities,
         }
+
+    def _augmented(self, sample: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The sample's ground-truth view with its masks perturbed (``train.mask_augment``), targets
+        by the predicted-mask rule; ``seed`` comes from torch's checkpointed RNG."""
+        gt = sample["gt"]
+        noise = MaskNoise(merge=self.settings.augment_merge, split=self.settings.augment_split,
+                          jitter=self.settings.augment_jitter, drop=self.settings.augment_drop)
+        masks = perturb_masks(gt["masks"].masks, np.random.default_rng([seed, 1]), noise)
+        segment_of = segments_of(masks, gt["masks"].masks, gt["segment_of"], self.settings.match_min_share)
+        return entity_view(self._built(), sample["links"], EntityMasks(masks), segment_of)
 
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Tensor]:
         from ..criterion import SetCriterion, SetCriterionConfig

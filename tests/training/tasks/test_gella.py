@@ -248,3 +248,36 @@ def test_description_trains_the_language_loss_only_unless_asked(data, descriptio
     if not description_seg:  # still part of the graph, so DDP sees every parameter used
         sum(terms.values()).backward()
         assert all(p.grad is not None for p in model["mask_decoder"].parameters() if p.requires_grad)
+
+
+def test_mask_augment_perturbs_ground_truth_with_targets_by_the_predicted_rule(data):
+    """train.mask_augment: 1 → every sample sees perturbed masks (here: every entity split, nothing
+    else), each piece a positive of its segment's phrases; the same seed gives the same batch."""
+    cfg = _config("train.mask_augment=1.0", "train.augment_split=1.0", "train.augment_merge=0.0",
+                  "train.augment_jitter=0.0", "train.augment_drop=0.0",
+                  "train.subtasks={description: 0.0, nouns: 0.0, grounding: 1.0, res: 0.0}")
+    _, task_cfg = split_train_section(cfg["train"], GellaTrainConfig)
+    task = GellaTask(cfg, data, task_cfg)
+    sample = task.train_dataset()[0]
+    torch.manual_seed(3)
+    batch = task.collate([sample])
+    n_gt = len(sample["gt"]["targets"])
+    assert len(batch["targets"][0]) > n_gt  # split: more entities than segments
+    # each phrase keeps at least as many positives as before, all pieces of its own segments
+    for before, after in zip(sample["gt"]["phrase_entities"], batch["phrase_entities"][0]):
+        assert len(after) >= len(before)
+    torch.manual_seed(3)
+    again = task.collate([sample])
+    assert all(torch.equal(a, b) for a, b in zip(batch["targets"], again["targets"]))
+    assert torch.equal(batch["mask_input"], again["mask_input"])
+    terms = task.losses(task.build_model(), batch)
+    assert all(torch.isfinite(v.detach()) for v in terms.values())
+
+
+def test_mask_augment_rates_are_checked():
+    from esgkit.core import ConfigError
+
+    _, settings = split_train_section({"augment_drop": -0.1}, GellaTrainConfig)
+    with pytest.raises(ConfigError, match=r"train.augment_drop: must be within \[0, 1\]"):
+        from esgkit.training.tasks.gella import check_subtasks
+        check_subtasks(settings)
