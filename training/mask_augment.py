@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ def perturb_masks(masks: np.ndarray, rng: np.random.Generator, noise: MaskNoise 
     masks = np.asarray(masks, bool)
     if not len(masks):
         return masks
-    pieces = _merge(masks, rng, noise.merge, noise.local_below * masks[0].size)
     area = masks[0].size
+    pieces = _merge(masks, rng, noise.merge, noise.local_below * area)
     pieces = [part for m in pieces
               for part in (_split(m, rng) if rng.random() < noise.split and m.sum() < noise.local_below * area else [m])]
     pieces = [_jitter(m, rng, noise.max_jitter) if rng.random() < noise.jitter else m for m in pieces]
@@ -60,18 +62,12 @@ def perturb_masks(masks: np.ndarray, rng: np.random.Generator, noise: MaskNoise 
 
 def _merge(masks: np.ndarray, rng: np.random.Generator, p: float, max_area: float) -> list[np.ndarray]:
     """Each entity below ``max_area`` pixels, with probability ``p``, joins one of the entities below
-    it that it touches (within 1 px) and whose area is within 4× its own; joins chain (union-find), as a segmenter's merged region can span
-    several segments."""
+    it that it touches (within 1 px) and whose area is within 4× its own. Joins chain (connected
+    components of the joins), as a segmenter's merged region can span several segments; the merged
+    masks come in the order of their first entity."""
     n = len(masks)
     areas = masks.reshape(n, -1).sum(1)
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    joins: list[tuple[int, int]] = []
     for i in range(n):
         if rng.random() >= p or areas[i] >= max_area:
             continue
@@ -79,12 +75,12 @@ def _merge(masks: np.ndarray, rng: np.random.Generator, p: float, max_area: floa
         touching = [j for j in range(n) if j != i and areas[j] < max_area and areas[i] <= 4 * areas[j] <= 16 * areas[i]
                     and (grown & masks[j]).any()]
         if touching:
-            parent[root(i)] = root(int(rng.choice(touching)))
-    groups: dict[int, np.ndarray] = {}
-    for i in range(n):
-        r = root(i)
-        groups[r] = masks[i] if r not in groups else groups[r] | masks[i]
-    return list(groups.values())
+            joins.append((i, int(rng.choice(touching))))
+    if not joins:
+        return list(masks)
+    rows, cols = zip(*joins)
+    _, label = connected_components(coo_matrix((np.ones(len(joins)), (rows, cols)), shape=(n, n)), directed=False)
+    return [np.any(masks[label == k], axis=0) for k in range(int(label.max()) + 1)]
 
 
 def _split(mask: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:

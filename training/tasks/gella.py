@@ -238,6 +238,8 @@ class GellaTask(TrainingTask):
         self.pipeline: Any = None
         self._val: Any = None
         self.mask_segmenter = mask_source_segmenter(self.settings)
+        self.mask_noise = MaskNoise(merge=self.settings.augment_merge, split=self.settings.augment_split,
+                                    jitter=self.settings.augment_jitter, drop=self.settings.augment_drop)
 
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> nn.Module:
@@ -308,9 +310,7 @@ class GellaTask(TrainingTask):
         """The sample's ground-truth view with its masks perturbed (``train.mask_augment``), targets
         by the predicted-mask rule; ``seed`` comes from torch's checkpointed RNG."""
         gt = sample["gt"]
-        noise = MaskNoise(merge=self.settings.augment_merge, split=self.settings.augment_split,
-                          jitter=self.settings.augment_jitter, drop=self.settings.augment_drop)
-        masks = perturb_masks(gt["masks"].masks, np.random.default_rng([seed, 1]), noise)
+        masks = perturb_masks(gt["masks"].masks, np.random.default_rng([seed, 1]), self.mask_noise)
         segment_of = segments_of(masks, gt["masks"].masks, gt["segment_of"], self.settings.match_min_share)
         return entity_view(self._built(), sample["links"], EntityMasks(masks), segment_of)
 

@@ -276,8 +276,8 @@ def test_mask_augment_perturbs_ground_truth_with_targets_by_the_predicted_rule(d
 
 def test_mask_augment_rates_are_checked():
     from esgkit.core import ConfigError
+    from esgkit.training.tasks.gella import check_subtasks
 
     _, settings = split_train_section({"augment_drop": -0.1}, GellaTrainConfig)
     with pytest.raises(ConfigError, match=r"train.augment_drop: must be within \[0, 1\]"):
-        from esgkit.training.tasks.gella import check_subtasks
         check_subtasks(settings)
