@@ -163,6 +163,8 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--image", required=True, help="the input image")
     p.add_argument("--masks", help="entity masks for the image: COCO-RLE JSON or id-map PNG")
     p.add_argument("--caption", help="the caption to ground (grounding pipelines)")
+    p.add_argument("--segmenter", metavar="CONFIG", help="take the segmenter section of this config (a shipped name "
+                   "such as sam_tiny, or a file): swaps the segmenter with its settings and weights in one word")
     p.add_argument("--out", required=True, help="output folder (new, empty, or one `esgkit run` wrote before)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into --out even when it holds other files (files of the same name are replaced)")
@@ -235,9 +237,11 @@ def cmd_config_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline on one image into ``--out`` (kind ``run`` of ``esgkit.core.outputs``: a new or
     empty folder, or one `esgkit run` wrote; other files only with ``--overwrite``)."""
+    from .config import load_config, section_of
     from .io import load_image, load_masks
     from .outputs import check_folder, claim_folder
     from .pipeline import build_pipeline
+    from .schema import to_container
 
     image = load_image(args.image)  # fail on a bad image before building models
     masks = load_masks(args.masks) if args.masks else None
@@ -245,7 +249,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         masks.check_image_size(image.shape[0], image.shape[1], what=f"masks in {args.masks}")
     overwrite = getattr(args, "overwrite", False)
     check_folder(args.out, "run", overwrite)  # refuse before the models run; nothing is written yet
-    pipeline = build_pipeline(args.config, args.overrides)
+    if getattr(args, "segmenter", None):
+        sections = {"segmenter": section_of(args.segmenter, "segmenter", "--segmenter")}
+        pipeline = build_pipeline(to_container(load_config(args.config, args.overrides, sections=sections)))
+    else:
+        pipeline = build_pipeline(args.config, args.overrides)
     inputs = {"masks": masks, "image_id": Path(args.image).stem}
     if args.caption is not None:
         inputs["caption"] = args.caption

@@ -191,6 +191,17 @@ def _merge(base: DictConfig, layer: DictConfig, path: Path | str) -> DictConfig:
                           key=_full_key(exc)) from None
 
 
+def section_of(ref: str | Path, key: str, option: str) -> dict[str, Any]:
+    """Config ``ref``'s whole ``key`` section, to swap into another config with ``load_config(...,
+    sections=...)`` — what ``--segmenter CONFIG`` does (``option`` names the flag in the error)."""
+    from .schema import to_container
+
+    section = to_container(load_config(ref)).get(key)
+    if not section:
+        raise ConfigError(f"config {str(ref)!r} has no {key} section", key=option)
+    return section
+
+
 def load_config(ref: str | Path, overrides: Sequence[str] = (), search: Iterable[Path] | None = None,
                 sections: Mapping[str, Any] | None = None) -> DictConfig:
     """Load a pipeline config: its ``defaults`` chain, the file, ``sections`` (whole sections that

@@ -99,7 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate; ``--out`` is claimed as kind ``eval`` (as ``score``), the folder ``<stem>_predictions``
     beside it as kind ``eval-predictions`` (``esgkit.core.outputs``), both before any work."""
     from esgkit.core import build_pipeline, get_registry, load_config
-    from esgkit.core.errors import ConfigError
+    from esgkit.core.config import section_of
     from esgkit.core.outputs import check_folder, claim_file, claim_folder, written_by_tag
     from esgkit.core.pipeline import with_weights
     from esgkit.core.schema import to_container
@@ -115,11 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = registry.build("dataset", {"name": args.dataset, "root": str(args.data), "split": args.split},
                              key="dataset")
     overrides = list(getattr(args, "overrides", []) or [])
-    sections = {}
-    if args.segmenter:  # the other config's whole segmenter section, before the key=value overrides
-        sections["segmenter"] = to_container(load_config(args.segmenter)).get("segmenter")
-        if not sections["segmenter"]:
-            raise ConfigError(f"config {args.segmenter!r} has no segmenter section", key="--segmenter")
+    # the other config's whole segmenter section, before the key=value overrides
+    sections = {"segmenter": section_of(args.segmenter, "segmenter", "--segmenter")} if args.segmenter else {}
     config = to_container(load_config(args.config, overrides, sections=sections))
     if args.checkpoint:  # these weights replace the config's own (which may not fit an overridden architecture)
         config = with_weights(config, str(trained_weights(args.checkpoint)), registry)

@@ -8,6 +8,11 @@ point of this evaluator.
 
 Variants: "H" scores at the original resolution; "L" first resizes every image's ground truth and
 predictions (nearest neighbour) so the short side is 800 and the long side at most 1333.
+
+``subset`` (category or supercategory names, e.g. ``thin`` for ShapesWorld's wires and fences) adds
+``APe_subset`` and ``AP50_subset``: AP on those entities alone, the way COCO scores a size range —
+the other entities become ignored ground truth (a detection matching one is neither true nor false),
+a detection matching nothing is a false positive.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from esgkit.core.fields import ID, NUMBER, SEGMENTATION
 from .common import read_prediction_list
 
 METRIC_NAMES = ("APe", "AP50", "AP75", "APs", "APm", "APl")
+SUBSET_NAMES = ("APe_subset", "AP50_subset")
 
 
 def low_res_size(height: int, width: int, short: int = 800, long: int = 1333) -> tuple[int, int]:
@@ -76,7 +82,7 @@ def coco_eval_segm(gt: dict[str, Any], dets: list[dict[str, Any]], max_dets: int
             return [math.nan] * 12  # nothing to find: AP is undefined
         if not dets:
             return [0.0] * 12  # nothing found (loadRes cannot take an empty list)
-        coco_dt = coco_gt.loadRes(dets)
+        coco_dt = coco_gt.loadRes([dict(d) for d in dets])  # loadRes adds keys: keep the caller's dicts as given
         ev = COCOeval(coco_gt, coco_dt, "segm")
         ev.params.maxDets = [1, 10, max_dets]
         ev.evaluate()
@@ -92,6 +98,7 @@ class EntityEvaluator(Evaluator):
     class Config:
         variants: str = "H"  # "H", "L" or "H,L"; L keys get an "_L" suffix
         max_dets: int = 100
+        subset: str = ""  # comma-separated category / supercategory names: also AP on those entities alone
 
     def __init__(self, config: EntityEvaluator.Config) -> None:
         variants = [v.strip().upper() for v in config.variants.split(",") if v.strip()]
@@ -100,9 +107,21 @@ class EntityEvaluator(Evaluator):
             raise ConfigError(f"variants must be H, L or H,L; got {config.variants!r}", key="evaluator.variants")
         self.config = config
         self.variants = variants
+        self.subset = {n.strip() for n in config.subset.split(",") if n.strip()}
+
+    def subset_categories(self, index: InstancesIndex) -> set[Any]:
+        """The category ids ``subset`` names (by name or supercategory); an unknown name is an error."""
+        categories = index.data.get("categories") or []
+        ids = {c.get("id") for c in categories if c.get("name") in self.subset or c.get("supercategory") in self.subset}
+        known = {c.get("name") for c in categories} | {c.get("supercategory") for c in categories}
+        if self.subset - known:
+            raise ConfigError(f"subset names {sorted(self.subset - known)}, which no category or supercategory of "
+                              f"{index.path} has; known: {sorted(str(k) for k in known if k)}", key="evaluator.subset")
+        return ids
 
     def score(self, gt: str, pred: str) -> dict[str, float]:
         index = InstancesIndex(gt, "ground-truth JSON")
+        subset = self.subset_categories(index) if self.subset else None
         images, gt_by_image = index.images, index.anns_by_image
         preds = read_prediction_list(pred, {"image_id": ID, "segmentation": SEGMENTATION, "score": NUMBER})
         pred_by_image: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
@@ -125,21 +144,26 @@ class EntityEvaluator(Evaluator):
             dets = list(zip(scores, non_overlapping(masks, scores)))
             for variant, acc in sets.items():
                 size = low_res_size(h, w) if variant == "L" else (h, w)
-                self._add_image(acc, info["id"], size, gts, dets)
+                self._add_image(acc, info["id"], size, gts, dets, subset)
         out: dict[str, float] = {}
         for variant, acc in sets.items():
-            gt_set = {"images": acc["images"], "annotations": acc["annotations"],
-                      "categories": [{"id": 1, "name": "entity"}]}
-            stats = coco_eval_segm(gt_set, acc["dets"], self.config.max_dets) if preds else [0.0] * 12
             suffix = "" if variant == "H" else "_L"
-            for name, value in zip(METRIC_NAMES, stats[:6]):
-                out[name + suffix] = math.nan if value < 0 else value
+            runs = [(METRIC_NAMES, acc["annotations"])]
+            if subset is not None:  # the others' area set outside every range: COCOeval ignores them
+                runs.append((SUBSET_NAMES, [a if a["in_subset"] else {**a, "area": -1.0} for a in acc["annotations"]]))
+            for names, annotations in runs:
+                gt_set = {"images": acc["images"], "annotations": annotations, "categories": [{"id": 1, "name": "entity"}]}
+                stats = coco_eval_segm(gt_set, acc["dets"], self.config.max_dets) if preds else [0.0] * 12
+                for name, value in zip(names, stats):  # APe, AP50, … in COCOeval's order
+                    out[name + suffix] = math.nan if value < 0 else value
         return out
 
     @staticmethod
     def _add_image(acc: dict[str, list[Any]], image_id: Any, size: tuple[int, int],
-                   gts: list[tuple[dict[str, Any], np.ndarray]], dets: list[tuple[float, np.ndarray]]) -> None:
-        """Append one image's class-agnostic GT and detections (resized to ``size``) as RLEs."""
+                   gts: list[tuple[dict[str, Any], np.ndarray]], dets: list[tuple[float, np.ndarray]],
+                   subset: set[Any] | None = None) -> None:
+        """Append one image's class-agnostic GT and detections (resized to ``size``) as RLEs; with a
+        ``subset`` of category ids each annotation also records whether it belongs to it."""
         from pycocotools import mask as mask_utils
 
         acc["images"].append({"id": image_id, "height": size[0], "width": size[1]})
@@ -148,7 +172,8 @@ class EntityEvaluator(Evaluator):
             acc["annotations"].append({"id": len(acc["annotations"]) + 1, "image_id": image_id, "category_id": 1,
                                        "segmentation": rle, "area": float(mask_utils.area(rle)),
                                        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                                       "iscrowd": int(a.get("iscrowd", 0))})
+                                       "iscrowd": int(a.get("iscrowd", 0)),
+                                       **({} if subset is None else {"in_subset": a.get("category_id") in subset})})
         for score, m in dets:
             m = _resize(m, size)
             if m.any():  # a mask that lost every pixel to higher scores is no detection

@@ -172,3 +172,19 @@ def test_listing_imports_no_heavy_library():
 def test_config_list_names_the_shipped_configs(cli):
     res = cli("config", "list")
     assert res.returncode == 0 and "gella_tiny_trained" in res.stdout and "pipelines/configs" in res.stdout
+
+
+def test_run_segmenter_swaps_the_whole_segmenter_section(cli, photo_path, tmp_path):
+    cfg = tmp_path / "slic.yaml"
+    cfg.write_text("defaults: [colormap]\nsegmenter: {name: slic, n_segments: 12}\n")
+    counts = []
+    for k, extra in enumerate(([], ["segmenter.n_segments=60"])):  # overrides apply after the swap
+        res = cli("run", "colormap", "--image", str(photo_path), "--out", str(tmp_path / f"out{k}"), "--segmenter",
+                  str(cfg), *extra)
+        assert res.returncode == 0, res.stderr
+        counts.append(len(json.loads((tmp_path / f"out{k}" / "masks.json").read_text())))
+    assert 2 <= counts[0] < counts[1], counts  # SLIC's regions, and more of them when asked for more
+    empty = tmp_path / "none.yaml"
+    empty.write_text("pipeline: {name: colormap}\n")
+    res = cli("run", "colormap", "--image", str(photo_path), "--out", str(tmp_path / "o2"), "--segmenter", str(empty))
+    assert res.returncode == 2 and "--segmenter" in res.stderr and "has no segmenter section" in res.stderr

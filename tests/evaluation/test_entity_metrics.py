@@ -114,3 +114,28 @@ def test_bad_input(entity_gt, tmp_path):
         ev.score(str(tmp_path / "nope.json"), str(tmp_path / "s.json"))
     with pytest.raises(ConfigError, match="variants"):
         EntityEvaluator(EntityEvaluator.Config(variants="X"))
+
+
+def test_subset_ap_scores_the_named_entities_alone_and_ignores_the_others(entity_gt, tmp_path):
+    gt = json.loads(entity_gt.read_text())
+    thin = {c["id"] for c in gt["categories"] if c["supercategory"] == "thin"}
+    assert any(a["category_id"] in thin for a in gt["annotations"]), "the fixture should hold wires or fences"
+    image = next(i for i in gt["images"])
+    box = np.zeros((image["height"], image["width"]), bool)
+    box[:6, :6] = True
+
+    def score(keep, extra=()):
+        preds = [{"image_id": a["image_id"], "score": 0.5, "segmentation": a["segmentation"]}
+                 for a in gt["annotations"] if keep(a)] + list(extra)
+        (tmp_path / "p.json").write_text(json.dumps(preds))
+        return EntityEvaluator(EntityEvaluator.Config(subset="thin")).score(str(entity_gt), str(tmp_path / "p.json"))
+
+    every = score(lambda a: True)
+    assert every["APe_subset"] == pytest.approx(1.0)  # detections of the other entities are ignored, not false
+    assert every["APe"] == pytest.approx(1.0)
+    others = score(lambda a: a["category_id"] not in thin)
+    assert others["APe_subset"] == 0.0 and others["APe"] < 1.0
+    spurious = score(lambda a: True, [{"image_id": image["id"], "score": 0.9, "segmentation": encode_rle(box)}])
+    assert spurious["APe_subset"] < 1.0  # a detection matching nothing stays a false positive
+    with pytest.raises(ConfigError, match="subset names \\['wires'\\].*known: .*thin"):
+        EntityEvaluator(EntityEvaluator.Config(subset="wires")).score(str(entity_gt), str(tmp_path / "p.json"))

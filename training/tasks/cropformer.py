@@ -13,7 +13,10 @@ in all views against an entity's masks in all views, all-zero where it is absent
 ``image_class``, ``image_mask``, ``image_dice`` (already × image_level_weight) and ``batch_*``.
 
 Data: a training sample is the full view plus **one** corner crop drawn at random (CropFormer), or
-the full view only (Mask2Former), with a random horizontal flip shared by both views. The crop keeps
+the full view only (Mask2Former), with a random horizontal flip shared by both views. With
+``train.window: S`` (Mask2Former only) a sample is instead a random S×S window of the network's input
+(Mask2Former's fixed-size crop): the way a network that runs at the original resolution
+(``segmenter.short_side: 0``) trains at that resolution, which whole 2048² views would make too costly. The crop keeps
 its test-time view index (1 + its corner: TL 1, TR 2, BL 3, BR 4; a flipped crop becomes the mirrored
 corner) for the batch level's 3D positional encoding, so training sees every encoding the four crops
 get at test instead of only index 1. Each image's
@@ -34,10 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from esgkit.components.segmenters.cropformer.crops import cut_views
+from esgkit.components.segmenters.cropformer.crops import Region, cut_views
 from esgkit.components.segmenters.cropformer.segmenter import (
-    SIZE_DIVISIBILITY, CropFormerSegmenter, resized_input_size,
+    SIZE_DIVISIBILITY, CropFormerSegmenter, load_checkpoint, resized_input_size,
 )
+
+from esgkit.core.errors import ConfigError
 
 from ..criterion import SetCriterion, SetCriterionConfig
 from ..data import PreparedSplit
@@ -59,6 +64,9 @@ class CropFormerTrainConfig:
     flip: bool = True             # random horizontal flip (shared by the full view and the crop)
     val_split: str = ""           # APe on this split at eval_every steps and at the end ("" = none)
     val_images: int = 8
+    window: int = 0               # > 0: train on random window×window cuts of the input (Mask2Former only)
+    init_weights: str = ""        # start from these network weights (a run's <segmenter>.safetensors) instead
+                                  # of random: a Mask2Former's initialise CropFormer's shared parts
 
 
 class EntityViews(PreparedSplit):
@@ -66,14 +74,33 @@ class EntityViews(PreparedSplit):
     or full only) resized to the input size, as uint8 (T, 3, h, w), and the entity masks cut the same
     way, bool (N, T, h, w). Prepared on first use and cached."""
 
-    def __init__(self, segmenter: CropFormerSegmenter, data_dir: str | Path, split: str, max_images: int = 0) -> None:
+    def __init__(self, segmenter: CropFormerSegmenter, data_dir: str | Path, split: str, max_images: int = 0,
+                 window: int = 0) -> None:
         self.segmenter = segmenter
+        self.window = window
         super().__init__(open_entity_split(data_dir, split), max_images)
+
+    def prepare_whole(self, image: Any, masks: Any) -> dict[str, Any]:
+        """Window mode: the full view at the input size (uint8 (3, h, w)) and the entities as one label
+        map (−1 = none), which takes a byte or two per pixel where N bool masks would take N."""
+        seg = self.segmenter
+        height, width = image.shape[:2]
+        size = resized_input_size(height, width, seg.config.short_side, seg.config.max_long_side)
+        full = [Region(0, 0, width, height)]
+        view = cut_views(image, full, size)[0].round_().clamp_(0, 255).to(torch.uint8)
+        masks = torch.from_numpy(masks)
+        labels = torch.full(size, -1, dtype=torch.int16)
+        for n in range(len(masks)):
+            mask = cut_views(masks[n : n + 1], full, size, mode="nearest")[0, 0] > 0.5
+            labels[mask] = n
+        return {"view": view, "labels": labels, "entities": len(masks)}
 
     def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
         seg = self.segmenter
         image = sample["image"]
         height, width = image.shape[:2]
+        if self.window:
+            return self.prepare_whole(image, sample["masks"].masks)
         regions = seg.regions(height, width)  # test-time views: full (+ all four crops)
         size = resized_input_size(height, width, seg.config.short_side, seg.config.max_long_side)
         views = cut_views(image, regions, size).round_().clamp_(0, 255).to(torch.uint8)
@@ -106,21 +133,57 @@ class CropFormerTask(SegmenterTask):
             class_weight=c.class_weight, mask_weight=c.mask_weight, dice_weight=c.dice_weight,
             no_object_weight=c.no_object_weight, num_points=c.num_points))
         self._template = self.segmenter_cls(self.segmenter_config)  # preprocessing only (no weights used)
+        if c.window and self._template.uses_crops:
+            raise ConfigError("window training cuts one view: it is for mask2former (CropFormer's crops are views "
+                              "of the whole image); set train.window=0 or segmenter.name=mask2former", key="train.window")
+        if c.window < 0 or c.window % SIZE_DIVISIBILITY:
+            raise ConfigError(f"must be 0 or a positive multiple of {SIZE_DIVISIBILITY}, got {c.window}", key="train.window")
 
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> nn.Module:
-        """A randomly initialised segmenter (``segmenter.checkpoint`` is not read: training starts
-        from scratch); its ``model.*`` weights are what checkpoints hold."""
-        return self.segmenter_cls(self.segmenter_config)
+        """The segmenter, randomly initialised or from ``train.init_weights`` (``segmenter.checkpoint``
+        is not read); its ``model.*`` weights are what checkpoints hold. Mask2Former weights lack only
+        CropFormer's view association, which then keeps its random initialisation: the two-stage
+        recipe (train the image level on full views, then add the crops and the batch level)."""
+        segmenter = self.segmenter_cls(self.segmenter_config)
+        if self.task_config.init_weights:
+            association = [k for k in segmenter.model.state_dict() if k.startswith("association.")]
+            load_checkpoint(segmenter.model, self.task_config.init_weights, optional=association)
+        return segmenter
 
     def train_dataset(self) -> Sequence[Any]:
-        return EntityViews(self._template, self.data_dir, self.task_config.split, self.task_config.max_images)
+        c = self.task_config
+        return EntityViews(self._template, self.data_dir, c.split, c.max_images, c.window)
+
+    def cut_window(self, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """A random window of a window-mode sample (zero-padded where the input is smaller): view
+        (1, 3, S, S) uint8 and the targets of the entities inside it (n, 1, S, S) bool."""
+        size = self.task_config.window
+        view, labels = sample["view"], sample["labels"]
+        h, w = labels.shape
+        y0 = int(torch.randint(max(h - size, 0) + 1, (1,)))
+        x0 = int(torch.randint(max(w - size, 0) + 1, (1,)))
+        view, labels = view[:, y0 : y0 + size, x0 : x0 + size], labels[y0 : y0 + size, x0 : x0 + size]
+        pad = (0, size - labels.shape[1], 0, size - labels.shape[0])
+        view, labels = F.pad(view, pad), F.pad(labels, pad, value=-1)
+        present = torch.unique(labels)
+        present = present[present >= 0]
+        return view[None], (labels[None] == present.view(-1, 1, 1))[:, None]
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        """Pick the training views (full + one random crop), flip, normalise, pad to a multiple of 32."""
+        """Pick the training views (full + one random crop, or one random window), flip, normalise,
+        pad to a multiple of 32."""
         seg = self._template
         views, targets, view_ids = [], [], []
         for s in samples:
+            if self.task_config.window:
+                v, t = self.cut_window(s)
+                if self.task_config.flip and bool(torch.rand(()) < 0.5):
+                    v, t = v.flip(-1), t.flip(-1)
+                views.append(v)
+                targets.append(t)
+                view_ids.append([0])
+                continue
             v, t = s["views"], s["targets"]
             ids = [0, 1 + int(torch.randint(v.shape[0] - 1, (1,)))] if seg.uses_crops else [0]
             v, t = v[ids], t[:, ids]

@@ -141,13 +141,16 @@ def fuse_views(
     threshold: float = 0.5,
     chunk_queries: int = 8,
     band_elements: int = 1 << 19,
+    score_threshold: float = 0.0,
 ) -> FusedMasks:
     """Fuse per-view mask logits into non-overlapping masks at the original resolution.
 
     mask_logits: (T, Q, h, w), the network's masks for each view (view 0 = full image), at 1/4 of
     the padded input ``padded_size`` (default (4h, 4w)); ``input_size`` = (h_in, w_in) the unpadded
     input every view was resized to; ``regions`` each view's region in the original image of size
-    ``image_size`` = (H, W); ``class_scores`` (Q,) the entity probabilities s_q.
+    ``image_size`` = (H, W); ``class_scores`` (Q,) the entity probabilities s_q; queries with
+    s_q < ``score_threshold`` (the paper's entityness threshold; 0 = none, as the reference fusion)
+    paint no pixel.
     """
     t, nq, fh, fw = mask_logits.shape
     if len(regions) != t:
@@ -168,7 +171,7 @@ def fuse_views(
     # can never pass the threshold: skip it (exact, and most of a trained model's queries).
     with torch.no_grad():
         peak = mask_logits.detach().float().amax(dim=(0, 2, 3)).sigmoid().cpu()
-    active = torch.nonzero(peak > threshold).flatten()
+    active = torch.nonzero((peak > threshold) & (scores >= score_threshold)).flatten()
     for c0 in range(0, len(active), chunk_queries):
         chunk = active[c0 : c0 + chunk_queries]
         k = len(chunk)

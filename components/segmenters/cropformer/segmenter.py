@@ -6,6 +6,7 @@ the paper's baseline. With ``short_side: 0`` either runs at the original resolut
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from esgkit.core import EntityMasks, Segmenter
-from esgkit.core.errors import InputError
+from esgkit.core.errors import ConfigError, InputError
 from esgkit.layers.weights import load_state, read_state_dict, select_prefix
 
 from .crops import CROP_RATIO, STRIDE_RATIO, Region, cut_views, sample_training_regions, view_regions
@@ -43,15 +44,16 @@ def _model_config(config: object, batch_level: bool) -> CropFormerModelConfig:
     return CropFormerModelConfig(**{n: getattr(config, n) for n in names}, batch_level=batch_level)
 
 
-def load_checkpoint(model: nn.Module, path: str) -> None:
+def load_checkpoint(model: nn.Module, path: str, optional: Iterable[str] = ()) -> None:
     """Load a weights file of the network (``model.`` prefixes, as a trainer wrapping the network
-    writes them, are accepted). Raises CheckpointError naming missing/unexpected keys."""
+    writes them, are accepted). Keys in ``optional`` may be missing from the file (they keep their
+    values). Raises CheckpointError naming missing/unexpected keys."""
     state = read_state_dict(path, "CropFormer checkpoint")
     if state and all(k.startswith("model.") for k in state):
         state = select_prefix(state, "model.", str(path))
     load_state(model, state, f"checkpoint {path} for {type(model).__name__} built from this config",
                "check that the config (backbone, hidden_dim, num_queries, decoder_layers …) matches the one "
-               "the checkpoint was trained with")
+               "the checkpoint was trained with", optional=optional)
 
 
 class CropFormerSegmenter(nn.Module, Segmenter):
@@ -74,12 +76,16 @@ class CropFormerSegmenter(nn.Module, Segmenter):
         crop_ratio: float = CROP_RATIO
         stride_ratio: float = STRIDE_RATIO
         threshold: float = 0.5
+        score_threshold: float = 0.0  # queries with a lower entity score paint no pixel (the paper's entityness threshold)
         chunk_queries: int = 8
         checkpoint: str = ""  # local .safetensors of the network; empty = random weights
         device: str = "cpu"
 
     def __init__(self, config: CropFormerSegmenter.Config) -> None:
         super().__init__()
+        for key in ("threshold", "score_threshold"):
+            if not 0.0 <= getattr(config, key) < 1.0:
+                raise ConfigError(f"must lie in [0, 1), got {getattr(config, key)}", key=f"segmenter.{key}")
         self.config = config
         self.model = CropFormerModel(_model_config(config, self.batch_level))
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -170,7 +176,8 @@ class CropFormerSegmenter(nn.Module, Segmenter):
         finally:
             self.train(was_training)
         return fuse_views(masks, scores, regions, size, image.shape[:2], padded_size=padded,
-                          threshold=self.config.threshold, chunk_queries=self.config.chunk_queries)
+                          threshold=self.config.threshold, score_threshold=self.config.score_threshold,
+                          chunk_queries=self.config.chunk_queries)
 
     def segment(self, image: np.ndarray, annotation: EntityMasks | None = None,
                 image_id: str | None = None) -> EntityMasks:
@@ -194,6 +201,7 @@ class Mask2FormerSegmenter(CropFormerSegmenter):
         short_side: int = 256  # paper: 800; 0 = original resolution (the high-resolution baseline)
         max_long_side: int = 448
         threshold: float = 0.5
+        score_threshold: float = 0.0
         chunk_queries: int = 8
         checkpoint: str = ""
         device: str = "cpu"

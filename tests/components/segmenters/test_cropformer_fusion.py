@@ -131,3 +131,17 @@ def test_iter_masks_yields_the_entity_masks_one_at_a_time():
     assert len(dense) > 1 and [q for q, _, _ in walked] == dense.ids.tolist()
     for (_, mask, score), expected, expected_score in zip(walked, dense.masks, dense.scores):
         assert np.array_equal(mask, expected) and score == pytest.approx(float(expected_score))
+
+
+def test_score_threshold_keeps_low_scoring_queries_from_painting():
+    size = (40, 40)
+    full = [Region(0, 0, 40, 40)]
+    logits = torch.full((1, 2, 10, 10), -6.0)
+    logits[0, 0] = 4.0  # query 0: everywhere, low score
+    logits[0, 1, :, :5] = 6.0  # query 1: left half
+    scores = torch.tensor([0.3, 0.8])
+    kept = fuse_views(logits, scores, full, size, size)
+    assert set(np.unique(kept.labels)) == {0, 1}
+    cut = fuse_views(logits, scores, full, size, size, score_threshold=0.5)
+    assert set(np.unique(cut.labels)) == {-1, 1} and cut.scores[0] == 0
+    assert np.array_equal(cut.labels == 1, kept.labels == 1)  # the kept query's mask is unchanged

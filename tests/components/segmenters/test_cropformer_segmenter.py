@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from esgkit.core import EntityMasks, get_registry
-from esgkit.core.errors import CheckpointError, InputError
+from esgkit.core.errors import CheckpointError, ConfigError, InputError
 from esgkit.components.segmenters.cropformer.segmenter import resized_input_size
 
 
@@ -43,6 +43,19 @@ def test_input_size_follows_the_short_side_rule():
     assert resized_input_size(600, 900, 800, 1333) == (800, 1200)
     assert resized_input_size(600, 1800, 800, 1333) == (444, 1333)
     assert resized_input_size(37, 51, 0, 1333) == (37, 51)  # original resolution
+
+
+@pytest.mark.parametrize("name", ["cropformer", "mask2former"])
+def test_score_threshold_drops_low_scoring_entities(name, image):
+    torch.manual_seed(0)
+    seg = build(name)
+    every = seg.segment(image)
+    _, scores, *_ = seg.predict(image)
+    seg.config.score_threshold = float(torch.quantile(scores, 0.5))  # half the queries' entity scores
+    kept = seg.segment(image)
+    assert 0 < len(kept) < len(every)
+    with pytest.raises(ConfigError, match="segmenter.score_threshold: must lie in \\[0, 1\\)"):
+        build(name, score_threshold=1.5)
 
 
 def test_rejects_grey_images():

@@ -173,3 +173,23 @@ def test_overlapping_masks_become_non_overlapping_entities():
     # `whole` (rank 2) keeps 150/200 < 0.8 → dropped; `big` (rank 3) keeps 270/320 ≥ 0.8: all but `part`.
     assert len(ents) == 2 and ents.masks[1].sum() == 320 - 50
     assert len(sam_module.masks_to_entities([], 5, 6)) == 0
+
+
+@pytest.mark.parametrize("preset", ["sam1", "sam2"])
+def test_mask_generator_equals_the_library_with_the_iou_filter_before_upsampling(image, preset):
+    torch.manual_seed(0)
+    seg = build(preset=preset, points_per_side=6, points_per_batch=16)
+    sam = seg.sam
+    with torch.no_grad():  # predicted IoUs spread around the threshold: some masks kept, some filtered
+        sam.mask_decoder.iou_prediction_head.layers[-1].bias.fill_(0.5)
+    # the small-region clean-up may run on scipy or OpenCV (tested above): compare without it
+    options = dict(seg.generator_options(), pred_iou_thresh=0.5, stability_score_thresh=0.0, min_mask_region_area=0,
+                   box_nms_thresh=1.0, crop_nms_thresh=1.0)  # no duplicate removal: every kept mask is compared
+    ours = sam_module._MaskGenerator(sam, output_mode="binary_mask", **options).generate(image)
+    theirs = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **options).generate(image)
+    unfiltered = SamAutomaticMaskGenerator(sam, output_mode="binary_mask", **{**options, "pred_iou_thresh": 0.0}).generate(image)
+    assert 0 < len(theirs) < len(unfiltered)  # the filter kept some masks and dropped others
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(a["segmentation"], b["segmentation"])
+        assert a["predicted_iou"] == pytest.approx(b["predicted_iou"]) and a["stability_score"] == pytest.approx(b["stability_score"])

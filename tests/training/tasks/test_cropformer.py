@@ -176,3 +176,57 @@ def test_view_ids_default_to_the_view_order():
         c = model(x, torch.tensor([[0, 3, 1]]))["batch"][-1]["masks"]
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+
+
+def test_window_training_cuts_full_resolution_windows_with_their_entities(data):
+    cfg = config("mask2former", window=64, flip=False)
+    cfg.segmenter.short_side = 0  # the original 96×80 resolution
+    task, _ = make_task(cfg, data)
+    sample = task.train_dataset()[0]
+    assert sample["view"].shape == (3, 80, 96) and sample["labels"].dtype == torch.int16
+    image = np.asarray(task_image_of(data, "train", 0))
+    assert torch.equal(sample["view"], torch.from_numpy(image).permute(2, 0, 1))  # no resize at short_side 0
+    corners = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        batch = task.collate([sample])
+        view, target = batch["views"][0, 0], batch["targets"][0][:, 0]
+        assert view.shape == (3, 64, 64) and target.dtype == torch.bool
+        assert target.any((1, 2)).all() and not (target.sum(0) > 1).any()  # entities present, disjoint
+        raw = (view * task._template.pixel_std[0] + task._template.pixel_mean[0]).round()
+        hits = [(y, x) for y in range(80 - 63) for x in range(96 - 63)
+                if torch.equal(raw, sample["view"][:, y : y + 64, x : x + 64].float())]
+        assert hits, "the window is a cut of the full-resolution view"
+        y, x = hits[0]
+        window = sample["labels"][y : y + 64, x : x + 64]
+        assert torch.equal(target.any(0), window >= 0)
+        corners.add((y, x))
+    assert len(corners) > 6  # windows are drawn at random
+    losses = task.losses(task.build_model(), task.collate([sample, task.train_dataset()[1]]))
+    assert set(losses) == {"image_class", "image_mask", "image_dice"} and all(torch.isfinite(v) for v in losses.values())
+    with pytest.raises(ConfigError, match="train.window.*mask2former"):
+        make_task(config("cropformer", window=32), data)
+    with pytest.raises(ConfigError, match="train.window.*multiple of 32"):
+        make_task(config("mask2former", window=48), data)
+
+
+def task_image_of(data, split, index):
+    from esgkit.core.io import load_image
+
+    return load_image(sorted((data / split).iterdir())[index])
+
+
+def test_init_weights_start_cropformer_from_a_mask2former(data, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(3)
+    m2f = get_registry().build("segmenter", {"name": "mask2former", **TINY})
+    save_file({f"model.{k}": v.contiguous() for k, v in m2f.model.state_dict().items()}, str(tmp_path / "m2f.safetensors"))
+    task, _ = make_task(config("cropformer", init_weights=str(tmp_path / "m2f.safetensors")), data)
+    model = task.build_model()
+    state = load_file(str(tmp_path / "m2f.safetensors"))
+    assert torch.equal(model.model.query_feat.weight, state["model.query_feat.weight"])
+    assert any(k.startswith("association.") for k in model.model.state_dict())  # kept at its initialisation
+    save_file({"model.nope": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(Exception, match="missing keys"):
+        make_task(config("cropformer", init_weights=str(tmp_path / "bad.safetensors")), data)[0].build_model()
