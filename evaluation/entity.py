@@ -151,8 +151,8 @@ class EntityEvaluator(Evaluator):
             runs = [(METRIC_NAMES, acc["annotations"])]
             if subset is not None:  # the others' area set outside every range: COCOeval ignores them
                 runs.append((SUBSET_NAMES, [a if a["in_subset"] else {**a, "area": -1.0} for a in acc["annotations"]]))
-            for names, annotations in runs:
-                gt_set = {"images": acc["images"], "annotations": annotations, "categories": [{"id": 1, "name": "entity"}]}
+            for names, gt_annotations in runs:
+                gt_set = {"images": acc["images"], "annotations": gt_annotations, "categories": [{"id": 1, "name": "entity"}]}
                 stats = coco_eval_segm(gt_set, acc["dets"], self.config.max_dets) if preds else [0.0] * 12
                 for name, value in zip(names, stats):  # APe, AP50, … in COCOeval's order
                     out[name + suffix] = math.nan if value < 0 else value
