@@ -82,7 +82,8 @@ class EntityViews(PreparedSplit):
 
     def prepare_whole(self, image: Any, masks: Any) -> dict[str, Any]:
         """Window mode: the full view at the input size (uint8 (3, h, w)) and the entities as one label
-        map (−1 = none), which takes a byte or two per pixel where N bool masks would take N."""
+        map (−1 = none), which takes two bytes per pixel where N bool masks would take N. Entities are
+        assumed not to overlap (EntitySeg's do not); where they do, the later one keeps the pixel."""
         seg = self.segmenter
         height, width = image.shape[:2]
         size = resized_input_size(height, width, seg.config.short_side, seg.config.max_long_side)
