@@ -88,9 +88,9 @@ def phrase_matches(result: Any, sample: dict[str, Any]) -> list[tuple[str, int, 
 
     spans = {(p.start, p.end): segs for p, segs in zip(sample["caption"].phrases, sample["phrase_segments"])}
     gt = sample["masks"]
+    pos = {int(i): k for k, i in enumerate(result.masks.ids)}
     rows = []
     for g in result.groundings:
-        pos = {int(i): k for k, i in enumerate(result.masks.ids)}
         found = np.zeros(gt.image_size, bool)
         for e in g.entity_ids:
             found |= result.masks.masks[pos[int(e)]]
@@ -109,7 +109,6 @@ def phrase_matches(result: Any, sample: dict[str, Any]) -> list[tuple[str, int, 
 def render_example(images_dir: Path) -> str:
     """Run esg_tiny on the example scene with each segmenter; write the pictures; describe the results."""
     from esgkit.core import build_pipeline, load_config
-    from esgkit.core.io import load_image
     from esgkit.core.schema import to_container
 
     sample = example_scene()
@@ -126,7 +125,6 @@ def render_example(images_dir: Path) -> str:
             pipeline.write(result, tmp, image)
             picture = images_dir / f"esg_tiny_{name}.png"
             picture.write_bytes((Path(tmp) / "overlay.png").read_bytes())
-            load_image(picture)  # a readable picture
         rows = phrase_matches(result, sample)
         right = sum(1 for _, _, iou in rows if iou is not None and iou >= 0.5)
         scored = sum(1 for _, _, iou in rows if iou is not None)
@@ -151,25 +149,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs")
     args = ap.parse_args(argv)
     text = args.card.read_text()
-    present = [m.group(2) for m in BLOCK.finditer(text)]
+    current = {m.group(2): m.group(3) for m in BLOCK.finditer(text)}
+    present = list(current)
     if not present:
         ap.error(f"{args.card} has no generated block (<!-- generated: NAME (scripts/segmenter_card.py) -->)")
     wanted = [b.strip() for b in args.only.split(",") if b.strip()] or present
-    unknown = [b for b in wanted if b not in ("table_vi", "example") or b not in present]
-    if unknown:
-        ap.error(f"no generated block {unknown} in {args.card}; it has {present}")
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) if args.check else args.images_dir  # --check writes no picture of the project
-        renders = {b: render_table_vi(args.benchmark) if b == "table_vi" else render_example(images) for b in wanted}
-    new = regenerate(text, renders)
+        renderers = {"table_vi": lambda: render_table_vi(args.benchmark), "example": lambda: render_example(images)}
+        unknown = [b for b in wanted if b not in renderers or b not in present]
+        if unknown:
+            ap.error(f"no generated block {unknown} in {args.card}; it has {present}")
+        renders = {b: renderers[b]() for b in wanted}
     if args.check:
-        stale = [b for b in wanted if renders[b] != dict((m.group(2), m.group(3)) for m in BLOCK.finditer(text))[b]]
+        stale = [b for b in wanted if renders[b] != current[b]]
         if stale:
             print(f"{args.card}: stale generated blocks {stale}; run python scripts/segmenter_card.py", file=sys.stderr)
             return 1
         print(f"{args.card}: generated blocks {wanted} are current")
         return 0
-    args.card.write_text(new)
+    args.card.write_text(regenerate(text, renders))
     print(f"rewrote {wanted} in {args.card}" + (f"; pictures in {args.images_dir}" if "example" in wanted else ""))
     return 0
 
