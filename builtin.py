@@ -24,6 +24,8 @@ BUILTIN_PACKAGES = (
     "esgkit.components.decoders",
     "esgkit.components.associators",
     "esgkit.components.llms",
+    "esgkit.components.text_encoders",
+    "esgkit.components.referrers",
     "esgkit.pipelines",
     "esgkit.datasets",
     "esgkit.evaluation",

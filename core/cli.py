@@ -163,6 +163,7 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--image", required=True, help="the input image")
     p.add_argument("--masks", help="entity masks for the image: COCO-RLE JSON or id-map PNG")
     p.add_argument("--caption", help="the caption to ground (grounding pipelines)")
+    p.add_argument("--expression", help="the referring expression (referring pipelines, e.g. pbrec_mt_tiny)")
     p.add_argument("--segmenter", metavar="CONFIG", help="take the segmenter section of this config (a shipped name "
                    "such as sam_tiny, or a file): swaps the segmenter with its settings and weights in one word")
     p.add_argument("--out", required=True, help="output folder (new, empty, or one `esgkit run` wrote before)")
@@ -255,8 +256,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         pipeline = build_pipeline(args.config, args.overrides)
     inputs = {"masks": masks, "image_id": Path(args.image).stem}
-    if args.caption is not None:
-        inputs["caption"] = args.caption
+    for key in ("caption", "expression"):
+        if getattr(args, key, None) is not None:
+            inputs[key] = getattr(args, key)
     result = pipeline.run(image, **inputs)
     out = claim_folder(args.out, "run", overwrite)
     paths = pipeline.write(result, str(out.path), image)  # each file written atomically

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import CompatibilityError, InputError
-from .text import check_caption
+from .text import check_caption, check_expression
 
 if TYPE_CHECKING:
     import numpy as np
@@ -215,6 +215,71 @@ class Associator(Component):
     def configure(self, lang_dim: int, entity_dim: int) -> None: ...
 
 
+# --------------------------------------------------------------------------- referring (REC / RES)
+
+
+@dataclass
+class TextFeatures:
+    """Encoded expressions: ``tokens`` (B, T, D) token features, ``mask`` (B, T) bool (True = a real
+    token, False = padding), ``sentence`` (B, D) one vector per expression (e.g. [CLS] or mean)."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    sentence: torch.Tensor
+
+
+class TextEncoder(Component):
+    """Expressions → ``TextFeatures``. nn.Module; ``encode(texts)`` tokenizes and runs on the module's
+    device. ``embed_dim`` = D; an encoder's ``max_tokens`` option caps T (longer expressions are cut)."""
+
+    kind = "text_encoder"
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the encoder comes with trained weights of its own (a referring checkpoint trained
+        with it frozen may then leave it out)."""
+        return False
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> TextFeatures: ...
+
+
+@dataclass
+class Referral:
+    """What a referrer says one expression refers to: ``box`` [x, y, w, h] in image pixels, ``mask``
+    bool (H, W) at the image's size (None for a box-only referrer), ``score`` its confidence and,
+    for a referrer that picks among entity proposals, the ids of the entities it picked for the box
+    and for the mask (None otherwise)."""
+
+    box: tuple[float, float, float, float]
+    mask: np.ndarray | None
+    score: float
+    box_entity: int | None = None
+    mask_entity: int | None = None
+
+
+class Referrer(Component):
+    """(image, encoded expressions [, entity proposals]) → one ``Referral`` per expression. nn.Module.
+
+    ``configure(text_dim)`` is called at build time, before weights are created (sizes the text
+    projection). ``refer(image uint8 (H, W, 3), text (B expressions), proposals)`` computes the image's
+    features once for all B expressions. ``needs_proposals``: the referrer ranks the entities of a
+    segmenter (two-stage, e.g. PBREC-MT) and refuses ``proposals=None``."""
+
+    kind = "referrer"
+    needs_proposals: ClassVar[bool] = False
+
+    @abstractmethod
+    def configure(self, text_dim: int) -> None: ...
+
+    @abstractmethod
+    def refer(self, image: np.ndarray, text: TextFeatures, proposals: EntityMasks | None = None) -> list[Referral]: ...
+
+
 # --------------------------------------------------------------------------- data, metrics, grids
 
 
@@ -326,8 +391,8 @@ class Pipeline(Component):
     """Shipped configs of this pipeline that name trained weights: what that warning suggests."""
     inputs: ClassVar[frozenset[str]] = frozenset({"masks", "image_id"})
     """The keyword inputs ``run`` uses beside the image: ``masks`` (entity masks known in advance),
-    ``image_id`` and, for pipelines with a language part, ``caption``. Any other input given (not
-    None) is refused by ``check_inputs``."""
+    ``image_id`` and, for pipelines with a language part, ``caption`` (grounding) or ``expression``
+    (referring). Any other input given (not None) is refused by ``check_inputs``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -351,6 +416,8 @@ class Pipeline(Component):
             raise InputError(f"pipeline {name} takes no input {key!r} (its inputs: {known})")
         if checked.get("caption") is not None:
             checked["caption"] = check_caption(checked["caption"])
+        if checked.get("expression") is not None:
+            checked["expression"] = check_expression(checked["expression"])
         return checked
 
     @classmethod
@@ -403,7 +470,7 @@ INTERFACES: dict[str, type[Component]] = {
     cls.kind: cls
     for cls in (
         Segmenter, Colorizer, ColormapEncoder, VisionEncoder, Fuser, MaskDecoder,
-        LanguageDecoder, Associator, Dataset, Evaluator, Task, Executor, Pipeline,
+        LanguageDecoder, Associator, TextEncoder, Referrer, Dataset, Evaluator, Task, Executor, Pipeline,
     )
 }
 """Every registry namespace and the interface its components implement."""
@@ -412,5 +479,5 @@ INTERFACES: dict[str, type[Component]] = {
 __all__ = [
     "INTERFACES", "Associator", "Colorizer", "ColormapEncoder", "Component", "Dataset", "Evaluator", "Executor",
     "Fuser", "LanguageDecoder", "LanguageOutput", "MaskDecoder", "MaskDecoderOutput", "NoConfig", "Pipeline",
-    "Predictions", "Segmenter", "Task", "VisionEncoder",
+    "Predictions", "Referral", "Referrer", "Segmenter", "Task", "TextEncoder", "TextFeatures", "VisionEncoder",
 ]

@@ -71,21 +71,68 @@ def read_plain_pickle(path: str | Path, what: str = "pickle") -> Any:
 
 
 def segmentation_to_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:
-    """bool (H, W) mask from any COCO segmentation: polygons, uncompressed or compressed RLE.
-    Checked before pycocotools sees it (it trusts its input): an RLE by ``check_rle`` (its size must
-    be the image's), polygons as lists of ≥ 3 finite (x, y) points near the image."""
+    """bool (H, W) mask from any COCO segmentation: polygons ``[[x1, y1, ...], ...]``, an RLE dict
+    (compressed or uncompressed counts), or a list of RLE dicts (RefCOCO's ``refer.py`` reads ``[RLE]``;
+    several are their union). Checked before pycocotools sees it (it trusts its input): every RLE by
+    ``check_rle`` (its size must be the image's), polygons by ``check_polygons``."""
     size = check_image_size([height, width], where)
     if isinstance(segm, dict):
         return decode_rle(segm, where, size)
     if not isinstance(segm, list):
-        raise InputError(f"{where}: segmentation is {kind(segm)}; expected polygons [[x, y, ...], ...] or a COCO RLE")
+        raise InputError(f"{where}: segmentation is {kind(segm)}; expected polygons [[x, y, ...], ...], "
+                         "a COCO RLE {\"size\": [H, W], \"counts\": ...} or a list of RLEs")
     if not segm:
         return np.zeros(size, bool)
+    if any(isinstance(part, dict) for part in segm):
+        mask = np.zeros(size, bool)
+        for k, part in enumerate(segm):
+            if not isinstance(part, dict):
+                raise InputError(f"{where}: segmentation mixes RLEs and {kind(part)} (item {k}); give either "
+                                 "polygons [[x, y, ...], ...] or RLEs [{\"size\": [H, W], \"counts\": ...}, ...]")
+            mask |= decode_rle(part, f"{where} RLE {k}", size)
+        return mask
     check_polygons(segm, height, width, where)
     from pycocotools import mask as mask_utils
 
     polygons = [[float(v) for v in poly] for poly in segm]
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))).astype(bool)
+
+
+def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
+    """COCO polygons (pixel-corner coordinates) that pycocotools rasterises back to exactly the bool
+    (H, W) ``mask``, or None when no such outline exists: COCO unions its polygons, so a mask with a
+    hole cannot be drawn with them (nor an empty one). The outline runs through the midpoints of the
+    mask's boundary pixel edges (``find_contours`` at 0.5), only collinear points dropped, and is
+    checked by rasterising it."""
+    from pycocotools import mask as mask_utils
+    from skimage.measure import find_contours
+
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    r0, c0 = int(rows[0]), int(cols[0])
+    crop = mask[r0:rows[-1] + 1, c0:cols[-1] + 1]
+    outlines = []  # in crop coordinates: pixel k spans [k, k + 1], as in COCO
+    for contour in find_contours(np.pad(crop, 1).astype(np.float32), 0.5):  # closed: the crop is padded
+        corners = _drop_collinear(contour[:-1, ::-1] - 0.5)  # (row, col) of padded pixel centres → (x, y)
+        if len(corners) >= 3:
+            outlines.append(corners)
+    if not outlines:
+        return None
+    # checked on the crop: the outlines stay inside it, so nothing outside is drawn
+    drawn = mask_utils.merge(mask_utils.frPyObjects([o.ravel().tolist() for o in outlines], *crop.shape))
+    if drawn["counts"] != mask_utils.encode(np.asfortranarray(crop, np.uint8))["counts"]:
+        return None
+    return [[float(v) for v in (o + [c0, r0]).ravel()] for o in outlines]
+
+
+def _drop_collinear(points: np.ndarray) -> np.ndarray:
+    """The corners of a closed outline: points in a straight run between their neighbours go (exact:
+    the contour points lie on a half-pixel grid). Vectorised, unlike skimage's ``approximate_polygon``."""
+    before, after = points - np.roll(points, 1, axis=0), np.roll(points, -1, axis=0) - points
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    straight = (cross == 0) & ((before * after).sum(axis=1) > 0)
+    return points[~straight]
 
 
 def check_polygons(polygons: list, height: int, width: int, where: str) -> None:

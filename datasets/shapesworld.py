@@ -9,7 +9,8 @@
     OUT/annotations/entityseg_<split>.json            EntitySeg-style class-agnostic instances (RLE)
     OUT/annotations/captions_<split>.json             short descriptions (COCO-captions format)
     OUT/refcoco_<split>/refs(unc).p, refs(unc).json   RefCOCO refs (pickle of plain data, and JSON)
-    OUT/refcoco_<split>/instances.json                COCO instances of the things (RLE)
+    OUT/refcoco_<split>/instances.json                COCO instances of the things (polygons, or [RLE])
+    OUT/refcoco+_<split>/...                          the same, RefCOCO+-style: no location words
     OUT/shapesworld_<split>.json                      generator settings, for provenance
 
 Image ``k`` (0-based) of a split is drawn from ``numpy.random.default_rng([seed, crc32(split), k])``,
@@ -36,13 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from esgkit.core.errors import InputError
+from esgkit.core.errors import ConfigError, InputError
 
 from esgkit.core.io import read_json
 
 from esgkit.core.outputs import atomic_path
 
-from .common import write_json
+from .common import exact_polygons, write_json
 from .entityseg import entity_subset
 from .png import PNGDataset, narrative_sample
 from .refcoco import read_refs
@@ -50,7 +51,8 @@ from .shapesworld_files import annotation_files, pending_name
 from .shapesworld_language import Describer
 from .shapesworld_scene import CATEGORY_IDS, SceneSettings, categories, make_scene
 
-VERSION = "1"
+# the file format of a split: a split written by another version is a different one (shapesworld_files)
+VERSION = "2"  # 2: instances.json masks are polygons or [RLE], as RefCOCO's refer.py reads them
 MIN_SIDE, MAX_SIDE = 64, 8192
 
 
@@ -75,6 +77,14 @@ def _rle(mask_t: np.ndarray) -> dict[str, Any]:
 
     rle = mask_utils.encode(mask_t.view(np.uint8).T)
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _instance_segmentation(mask_t: np.ndarray, rle: dict[str, Any]) -> list[Any]:
+    """A thing's mask as official RefCOCO writes it: polygons, when they rasterise back to exactly the
+    mask (``exact_polygons``), else ``[RLE]`` (``refer.py`` and the loaders built on it read
+    ``segmentation[0]``, so a bare RLE dict fails there)."""
+    polygons = exact_polygons(mask_t.T)
+    return polygons if polygons is not None else [rle]
 
 
 def _save_id_map(path: Path, id_map: np.ndarray) -> None:
@@ -127,9 +137,12 @@ def _make_one(job: _Job) -> dict[str, Any]:
         _save_id_map(id_path, scene.id_map)
 
     id_t = np.ascontiguousarray(scene.id_map.T)
-    segments, rles = [], {}
+    segments, rles, instances = [], {}, {}
     for e in scene.entities:
-        rles[e.id] = _rle(id_t == e.id)
+        mask_t = id_t == e.id
+        rles[e.id] = _rle(mask_t)
+        if e.isthing:
+            instances[e.id] = _instance_segmentation(mask_t, rles[e.id])
         segments.append({"id": e.id, "category_id": CATEGORY_IDS[e.category], "iscrowd": 0,
                          "bbox": list(e.bbox), "area": e.area})
     narrative = {
@@ -143,10 +156,14 @@ def _make_one(job: _Job) -> dict[str, Any]:
         "image": {"id": image_id, "file_name": file_name, "height": job.height, "width": job.width},
         "segments": segments,
         "rles": rles,
+        "instances": instances,
         "things": [e.id for e in scene.entities if e.isthing],
         "attributes": {e.id: {"color": e.color, "size": e.size, "texture": e.texture} for e in scene.entities if e.isthing},
         "narrative": narrative,
         "refs": [(t.id, sents) for t, sents in refs],
+        # RefCOCO+-style: the same targets, named without location words (no RNG drawn: the split's
+        # other files are the same with or without it)
+        "refs_plus": [(t.id, plus) for t, _ in refs if (plus := describer.location_free(t))],
         "description": describer.description(),
     }
 
@@ -215,29 +232,12 @@ def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> 
                  "segmentation": r["rles"][s["id"]], "area": s["area"], "bbox": s["bbox"], "iscrowd": 0}
             entity_anns.append(a)
             if s["id"] in r["things"]:
-                thing_anns.append({**a, **r["attributes"][s["id"]]})
+                thing_anns.append({**a, "segmentation": r["instances"][s["id"]], **r["attributes"][s["id"]]})
     write_json(ann / f"entityseg_{split}.json", {"images": images, "annotations": entity_anns, "categories": cats})
 
-    refs, ref_id, sent_id = [], 0, 0
-    for r in records:
-        image_id = r["image"]["id"]
-        for segment_id, sentences in r["refs"]:
-            category_id = next(s["category_id"] for s in r["segments"] if s["id"] == segment_id)
-            sents = []
-            for text in sentences:
-                sents.append({"tokens": text.split(), "raw": text, "sent_id": sent_id, "sent": text})
-                sent_id += 1
-            refs.append({"ref_id": ref_id, "ann_id": image_id * 1000 + segment_id, "image_id": image_id,
-                         "split": split, "sentences": sents, "sent_ids": [s["sent_id"] for s in sents],
-                         "category_id": category_id, "file_name": f"{image_id:012d}_{ref_id}.jpg",
-                         "segment_id": segment_id})
-            ref_id += 1
-    ref_dir = out / f"refcoco_{split}"
-    write_json(ref_dir / "instances.json", {"images": images, "annotations": thing_anns,
-                                            "categories": [c for c in cats if c["isthing"]]})
-    with atomic_path(ref_dir / "refs(unc).p") as tmp, open(tmp, "wb") as f:
-        pickle.dump(refs, f, protocol=2)
-    write_json(ref_dir / "refs(unc).json", refs)
+    instances = {"images": images, "annotations": thing_anns, "categories": [c for c in cats if c["isthing"]]}
+    for prefix, key in REF_SETS.items():
+        _write_refs(out / f"{prefix}_{split}", split, records, key, instances)
     write_json(ann / f"captions_{split}.json", {
         "images": images,
         "annotations": [{"id": r["image"]["id"], "image_id": r["image"]["id"], "caption": r["description"]}
@@ -252,6 +252,33 @@ def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> 
     })
 
 
+REF_SETS = {"refcoco": "refs", "refcoco+": "refs_plus"}
+"""The RefCOCO-style folders of a split (``<prefix>_<split>/``) and the record key of their expressions."""
+
+
+def _write_refs(ref_dir: Path, split: str, records: list[dict[str, Any]], key: str, instances: dict[str, Any]) -> None:
+    """One RefCOCO-style folder: ``instances.json``, ``refs(unc).p`` (plain data, protocol 2 as the
+    official files) and the same list as ``refs(unc).json``; ref and sentence ids count from 0."""
+    refs, ref_id, sent_id = [], 0, 0
+    for r in records:
+        image_id = r["image"]["id"]
+        for segment_id, sentences in r[key]:
+            category_id = next(s["category_id"] for s in r["segments"] if s["id"] == segment_id)
+            sents = []
+            for text in sentences:
+                sents.append({"tokens": text.split(), "raw": text, "sent_id": sent_id, "sent": text})
+                sent_id += 1
+            refs.append({"ref_id": ref_id, "ann_id": image_id * 1000 + segment_id, "image_id": image_id,
+                         "split": split, "sentences": sents, "sent_ids": [s["sent_id"] for s in sents],
+                         "category_id": category_id, "file_name": f"{image_id:012d}_{ref_id}.jpg",
+                         "segment_id": segment_id})
+            ref_id += 1
+    write_json(ref_dir / "instances.json", instances)
+    with atomic_path(ref_dir / "refs(unc).p") as tmp, open(tmp, "wb") as f:
+        pickle.dump(refs, f, protocol=2)
+    write_json(ref_dir / "refs(unc).json", refs)
+
+
 class ShapesWorldDataset(PNGDataset):
     """A ShapesWorld split with every annotation it has (what GELLA training and CropFormer use).
 
@@ -259,19 +286,28 @@ class ShapesWorldDataset(PNGDataset):
     ``masks`` with panoptic segment ids, ``segments_info``, ``caption``, ``phrase_segments``,
     ``phrase_is_thing``, ``narrative_index``) plus ``refs`` (list of {ref_id, sent_id, sent, ann_id,
     segment_id, bbox, category_id}; ``segment_id`` is the id in ``masks``) and ``description``
-    (str, the short image description). Root: the folder ``esgkit data shapesworld`` wrote."""
+    (str, the short image description). Root: the folder ``esgkit data shapesworld`` wrote.
+    ``refs: refcoco+`` reads the RefCOCO+-style expressions (no location words) instead."""
 
     @dataclass
     class Config(PNGDataset.Config):
         split: str = "val"
+        refs: str = "refcoco"  # refcoco | refcoco+ (the same targets named without location words)
 
     name = "shapesworld"
+
+    @property
+    def refs_dir(self) -> Path:
+        """The RefCOCO-style folder the ``refs`` come from (``refs``: refcoco or refcoco+)."""
+        if self.config.refs not in REF_SETS:
+            raise ConfigError(f"refs {self.config.refs!r}: expected one of {', '.join(REF_SETS)}", key="dataset.refs")
+        return Path(self.config.root) / f"{self.config.refs}_{self.config.split}"
 
     def required_files(self) -> list[Path]:
         """The files of the split (what ``esgkit data shapesworld`` writes), under ``root``."""
         root, split = Path(self.config.root), self.config.split
         return [root / "annotations" / f"panoptic_{split}.json", root / "annotations" / f"png_coco_{split}.json",
-                root / "annotations" / f"captions_{split}.json", root / f"refcoco_{split}" / "refs(unc).json",
+                root / "annotations" / f"captions_{split}.json", self.refs_dir / "refs(unc).json",
                 root / split, root / "annotations" / f"panoptic_{split}"]
 
     def check_files(self) -> Path:
@@ -311,10 +347,10 @@ class ShapesWorldDataset(PNGDataset):
             return str(path), {"panoptic_json": str(root / "annotations" / f"panoptic_{split}.json"),
                                "panoptic_dir": str(root / "annotations" / f"panoptic_{split}")}
         if evaluator in ("res", "rec"):
-            refs = read_json(root / f"refcoco_{split}" / "refs(unc).json", "refs JSON")
+            refs = read_json(self.refs_dir / "refs(unc).json", "refs JSON")
             path = out / "refs(unc).json"
             write_json(path, [r for r in refs if str(r["image_id"]) in keep])
-            return str(path), {"instances_json": str(root / f"refcoco_{split}" / "instances.json")}
+            return str(path), {"instances_json": str(self.refs_dir / "instances.json")}
         if evaluator == "entity":
             return entity_subset(root / "annotations" / f"entityseg_{split}.json", keep, out / f"entityseg_{split}.json"), {}
         return super().ground_truth(evaluator, image_ids, folder)
@@ -325,7 +361,7 @@ class ShapesWorldDataset(PNGDataset):
 
     @cached_property
     def refs_by_image(self) -> dict[str, list[dict[str, Any]]]:
-        root = Path(self._path("", [f"refcoco_{self.config.split}"], "RefCOCO folder"))
+        root = Path(self._path("", [self.refs_dir.name], "RefCOCO folder"))
         out: dict[str, list[dict[str, Any]]] = {}
         for r in read_refs(root / "refs(unc).json"):
             segment_id = int(r.get("segment_id", int(r["ann_id"]) % 1000))

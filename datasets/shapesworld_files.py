@@ -14,7 +14,8 @@ run was interrupted (the pending marker, or split files without settings). Writi
 * partial with other settings → removed and written from scratch (an interrupted split is no result).
 
 Several splits share one folder (kind ``data`` of ``esgkit.core.outputs``); only the split's own
-files are ever removed.
+files are ever removed. The settings include the generator's ``version`` (``shapesworld.VERSION``,
+raised when the files' format changes), so a split of an older format is never mixed with a newer one.
 """
 
 from __future__ import annotations
@@ -38,16 +39,18 @@ def pending_name(split: str) -> str:
 def annotation_files(out: str | Path, split: str) -> list[Path]:
     """The split's annotation files (what makes the split readable)."""
     out = Path(out)
-    ann, refs = out / "annotations", out / f"refcoco_{split}"
+    ann = out / "annotations"
+    refs = [out / f"{prefix}_{split}" / name for prefix in ("refcoco", "refcoco+")
+            for name in ("refs(unc).json", "refs(unc).p", "instances.json")]
     return [ann / f"panoptic_{split}.json", ann / f"png_coco_{split}.json", ann / f"captions_{split}.json",
-            ann / f"entityseg_{split}.json", refs / "refs(unc).json", refs / "refs(unc).p", refs / "instances.json"]
+            ann / f"entityseg_{split}.json", *refs]
 
 
 def split_entries(split: str) -> list[str]:
     """What a split writes, relative to the folder (for the output manifest)."""
     return [split, f"annotations/panoptic_{split}", f"annotations/panoptic_{split}.json",
             f"annotations/png_coco_{split}.json", f"annotations/captions_{split}.json",
-            f"annotations/entityseg_{split}.json", f"refcoco_{split}", f"shapesworld_{split}.json"]
+            f"annotations/entityseg_{split}.json", f"refcoco_{split}", f"refcoco+_{split}", f"shapesworld_{split}.json"]
 
 
 def _numbered(folder: Path) -> list[Path]:
@@ -81,16 +84,18 @@ def remove_split(out: str | Path, split: str) -> None:
     for folder in (out / split, out / "annotations" / f"panoptic_{split}"):
         for path in _numbered(folder):
             path.unlink()
-    for folder in (out / split, out / "annotations" / f"panoptic_{split}", out / f"refcoco_{split}"):
+    for folder in (out / split, out / "annotations" / f"panoptic_{split}", out / f"refcoco_{split}",
+                   out / f"refcoco+_{split}"):
         with contextlib.suppress(OSError):
             folder.rmdir()
     (out / pending_name(split)).unlink(missing_ok=True)
 
 
 def describe(meta: dict[str, Any]) -> str:
-    """``seed 1, 200 images, 512x512, jpg``: the settings a user gives on the command line."""
+    """``seed 1, 200 images, 512x512, jpg, format 2``: the settings a user gives on the command line,
+    and the generator's file-format version (a split of an older format is a different one)."""
     return (f"seed {meta.get('seed')}, {meta.get('images')} images, {meta.get('width')}x{meta.get('height')}, "
-            f"{meta.get('image_format')}")
+            f"{meta.get('image_format')}, format {meta.get('version')}")
 
 
 __all__ = ["annotation_files", "describe", "pending_name", "remove_split", "split_entries", "split_state"]

@@ -3,13 +3,16 @@
 * a **narrative** of several sentences whose noun phrases (singular and plural, with attributes,
   positions, spatial relations, stuff nouns) are each linked to the segments they name;
 * **referring expressions** that each name exactly one thing — the generator checks uniqueness
-  against every other thing before it keeps an expression;
+  against every other thing before it keeps an expression — and, RefCOCO+-style, the same targets
+  named without location words (``location_free``);
 * a one-sentence **description**.
 
 Every claim (positions, "left of", "on the grass", counts) is computed from the scene's geometry.
 """
 
 from __future__ import annotations
+
+import re
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +37,16 @@ class Piece:
     text: str
     segment_ids: tuple[int, ...] = ()
     plural: bool = False
+
+
+LOCATION_WORDS = frozenset({"left", "right", "leftmost", "rightmost", "top", "topmost", "upper", "lower", "lowest",
+                            "above", "below"})
+"""Words of absolute or relative location: RefCOCO+ expressions may not use them."""
+
+
+def has_location(expression: str) -> bool:
+    """Whether ``expression`` holds a location word."""
+    return any(word in LOCATION_WORDS for word in re.findall(r"[a-z]+", expression.lower()))
 
 
 def _noun(category: str, plural: bool) -> str:
@@ -277,6 +290,11 @@ class Describer:
         dx = a.centroid[0] - b.centroid[0]
         dy = a.centroid[1] - b.centroid[1]
         return {"left of": dx < 0, "right of": dx > 0, "above": dy < 0, "below": dy > 0}[rel]
+
+    def location_free(self, target: Entity, limit: int = 2) -> list[str]:
+        """Up to ``limit`` expressions for ``target`` without a location word (RefCOCO+'s rule): its
+        attributes, or the stuff it lies on; none when only a position singles it out."""
+        return [e for e in self.expressions(target) if not has_location(e)][:limit]
 
     def refs(self, max_refs: int = 4) -> list[tuple[Entity, list[str]]]:
         """Up to ``max_refs`` targets with one or two expressions each; things of repeated kinds

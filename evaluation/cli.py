@@ -34,6 +34,9 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("--overwrite", action="store_true",
                    help="replace --out and write into <stem>_predictions even when esgkit eval did not write them")
     e.add_argument("--dataset", default="shapesworld", help="dataset reader (esgkit list dataset; default shapesworld)")
+    e.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the dataset reader, e.g. refs=refcoco+ (ShapesWorld's RefCOCO+-style "
+                        "expressions); repeatable")
     e.add_argument("--checkpoint", help="weights replacing the config's own: a .safetensors file, or a run folder "
                                         "of `esgkit train` (its newest checkpoint)")
     e.add_argument("--split", default="val", help="split to evaluate (default: val)")
@@ -112,7 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     pred_dir = out.with_name(out.stem + "_predictions")
     check_folder(pred_dir, "eval-predictions", overwrite, option="the prediction folder")  # before any work
     registry = get_registry()
-    dataset = registry.build("dataset", {"name": args.dataset, "root": str(args.data), "split": args.split},
+    options = parse_options(args.dataset_option)
+    dataset = registry.build("dataset", {"name": args.dataset, "root": str(args.data), "split": args.split, **options},
                              key="dataset")
     overrides = list(getattr(args, "overrides", []) or [])
     # the other config's whole segmenter section, before the key=value overrides
@@ -124,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     skip = set(args.skip) | ({"res"} if args.no_res else set())
     record = {"written_by": written_by_tag("eval"), "config": args.config, "overrides": overrides,
               "segmenter_config": args.segmenter, "checkpoint": args.checkpoint, "data": str(args.data),
-              "split": args.split}
+              "split": args.split, "dataset_options": options}
     cached = None
     if getattr(pipeline, "segmenter", None) is not None:
         from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter, default_cache_dir, segmenter_identity

@@ -70,4 +70,26 @@ class PyramidBackbone(nn.Module):
         return pyramid_features(self.body, x, self.nhwc)
 
 
-__all__ = ["STRIDES", "PyramidBackbone", "build_pyramid_backbone", "pyramid_features"]
+class GridBackbone(nn.Module):
+    """A timm backbone cut at one stride: forward(x) → the NCHW map at ``stride`` (``channels``
+    channels), e.g. ResNet's C5 at stride 32 — the visual grid the referring systems score."""
+
+    def __init__(self, name: str, stride: int, options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        options = dict(options or {})
+        with torch.device("meta"):
+            probe = _create_timm(name, options)
+        reductions = list(probe.feature_info.reduction())
+        if stride not in reductions:
+            raise ConfigError(f"timm backbone {name!r} has feature strides {reductions}; stride {stride} is not one "
+                              "of them", key="stride")
+        self.body = _create_timm(name, options, out_indices=(reductions.index(stride),))
+        self.channels = int(self.body.feature_info.channels()[-1])
+        self.stride = stride
+        self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pyramid_features(self.body, x, self.nhwc)[-1]
+
+
+__all__ = ["STRIDES", "GridBackbone", "PyramidBackbone", "build_pyramid_backbone", "pyramid_features"]

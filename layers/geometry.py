@@ -37,4 +37,19 @@ def sample_masks(masks: np.ndarray, size: int, grid: tuple[int, int]) -> np.ndar
     return out
 
 
-__all__ = ["resize_pad", "sample_masks"]
+def cell_coverage(masks: torch.Tensor, size: int, grid: tuple[int, int], chunk: int = 8) -> torch.Tensor:
+    """bool (N, H, W) masks → float (N, gh, gw): the share of each cell of a gh×gw grid over the
+    size×size square that the mask covers, the masks placed like ``resize_pad`` places the image
+    (area resampling, so thin parts still count). Computed ``chunk`` masks at a time to bound memory."""
+    n, h, w = masks.shape
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = torch.zeros(n, *grid)
+    for k in range(0, n, chunk):
+        part = F.interpolate(masks[k : k + chunk, None].float(), size=(nh, nw), mode="area")
+        part = F.pad(part, (0, size - nw, 0, size - nh))
+        out[k : k + chunk] = F.adaptive_avg_pool2d(part, grid)[:, 0]
+    return out
+
+
+__all__ = ["cell_coverage", "resize_pad", "sample_masks"]

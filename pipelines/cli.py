@@ -31,9 +31,11 @@ DEFAULT_CONFIG = "esg_tiny"
 
 
 def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
-    p = sub.add_parser("profile", help="parameters and GFLOPs per GELLA part (paper Tables XI/XII)")
-    p.add_argument("config", help="a GELLA config file or shipped config name (e.g. gella_paper)")
-    p.add_argument("--tokens", type=int, default=900, help="LLM sequence length to count (default 900)")
+    p = sub.add_parser("profile", help="parameters and GFLOPs per part of a GELLA (paper Tables XI/XII) or "
+                                       "referring config")
+    p.add_argument("config", help="a GELLA or referring config file or shipped name (gella_paper, pbrec_mt_paper)")
+    p.add_argument("--tokens", type=int, help="sequence length to count: the LLM's for GELLA (default 900), the "
+                                              "expression's for a referring config (default 20)")
     p.add_argument("--llm", choices=("auto", "llama7b"), default="auto",
                    help="auto: the config's language decoder if countable on meta, else LLaMA-7B geometry")
     p.add_argument("--json", help="also write the rows to this JSON file (a new file, or one `esgkit profile` wrote)")
@@ -138,8 +140,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.json:  # a JSON list of rows, so no `written_by`: an existing file needs --overwrite
         claim_file(args.json, "profile", getattr(args, "overwrite", False), option="--json")
     cfg = load_config(args.config, getattr(args, "overrides", []))
-    rows = profile_config(cfg, tokens=args.tokens, llm=args.llm)
-    print(format_rows(rows))
+    if str(cfg.pipeline.name) == "referring":
+        from .referring.profile import profile_referring
+
+        rows = profile_referring(cfg, tokens=args.tokens or 20)
+        print(format_rows(rows, "seed 003 gives no parameter or FLOP figures"))
+    else:
+        rows = profile_config(cfg, tokens=args.tokens or 900, llm=args.llm)
+        print(format_rows(rows))
     if args.json:
         atomic_write(args.json, json.dumps([asdict(r) | {"gmacs": r.gmacs} for r in rows], indent=1))
     return 0

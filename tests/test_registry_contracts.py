@@ -36,7 +36,11 @@ CAPTION = "a red circle and two blue squares"
 # callables of the test's request, so that only the fixtures a case needs are made
 OPTIONS: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
     ("segmenter", "from_files"): lambda request: {"path": str(request.getfixturevalue("scene_mask_file"))},
+    ("referrer", "pbrec_mt"): lambda request: dict(REFERRER_TINY),
 }
+REFERRER_TINY = {"backbone": "mobilenetv2_050", "stride": 16, "image_size": S, "dim": 32, "layers": 1, "heads": 2,
+                 "ffn_dim": 64}
+EXPRESSIONS = ["the red circle", "the leftmost blue square on the grass"]
 
 
 def _options(kind: str, name: str, request: Any) -> dict[str, Any]:
@@ -267,6 +271,60 @@ def check_associator(registry, name, request):
             _check_tensor(associator.eval()(torch.randn(v, lang_dim), e_vc), (v, q), f"{name} logits (v={v})")
 
 
+def check_text_encoder(registry, name, request):
+    import torch
+
+    encoder = _build(registry, "text_encoder", name, request).eval()
+    assert isinstance(encoder, torch.nn.Module) and encoder.embed_dim > 0
+    with torch.no_grad():
+        f = encoder.encode(EXPRESSIONS)
+        again = encoder.encode(EXPRESSIONS[::-1])
+    b, t, d = f.tokens.shape
+    assert (b, d) == (2, encoder.embed_dim) and f.mask.shape == (2, t) and f.mask.dtype == torch.bool
+    _check_tensor(f.sentence, (2, encoder.embed_dim), f"{name} sentence vectors")
+    assert bool(f.mask[:, 0].all()) and f.mask[0].sum() < f.mask[1].sum(), f.mask  # the longer one has more tokens
+    assert torch.allclose(f.sentence, again.sentence.flip(0), atol=1e-5), "an expression's encoding depends on the batch"
+    assert not torch.allclose(f.sentence[0], f.sentence[1]), "two different expressions encode alike"
+
+
+def check_referrer(registry, name, request):
+    import torch
+    from esgkit.core import EntityMasks, Referral
+    from esgkit.core.errors import InputError
+
+    referrer = _build(registry, "referrer", name, request).eval()
+    assert isinstance(referrer, torch.nn.Module)
+    referrer.configure(24)
+    image, masks = request.getfixturevalue("scene")
+    torch.manual_seed(0)
+    text = _text_features(24)
+    proposals = masks if referrer.needs_proposals else None
+    referrals = referrer.refer(image.copy(), text, proposals)
+    assert isinstance(referrals, list) and len(referrals) == 2, referrals
+    for r in referrals:
+        assert isinstance(r, Referral) and len(r.box) == 4 and 0.0 <= r.score, r
+        x, y, w, h = r.box
+        assert 0 <= x and 0 <= y and x + w <= W + 1e-6 and y + h <= H + 1e-6, r.box
+        assert r.mask is None or (r.mask.shape == (H, W) and r.mask.dtype == bool)
+        if proposals is not None:  # a two-stage referrer returns one of the proposals
+            assert r.mask_entity in set(masks.ids.tolist()) and r.box_entity in set(masks.ids.tolist()), r
+            assert np.array_equal(r.mask, masks.masks[list(masks.ids).index(r.mask_entity)])
+    if referrer.needs_proposals:
+        with pytest.raises(InputError, match="proposals"):
+            referrer.refer(image.copy(), text, None)
+        empty = referrer.refer(image.copy(), text, EntityMasks.empty(H, W))
+        assert all(r.box == (0.0, 0.0, 0.0, 0.0) and not r.mask.any() for r in empty)
+
+
+def _text_features(dim: int) -> Any:
+    import torch
+    from esgkit.core import TextFeatures
+
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    tokens = torch.randn(2, 4, dim)
+    return TextFeatures(tokens, mask, tokens.mean(1))
+
+
 # --------------------------------------------------------------------------- data and metrics
 
 # where each ShapesWorld-format dataset reads the tiny folder (docs/shapesworld.md); any other dataset
@@ -387,6 +445,7 @@ TASK_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "cropformer": ("cropformer_tiny", SEGMENTER_TINY),
     "mask2former": ("mask2former_tiny", SEGMENTER_TINY),
     "sam": ("sam_tiny", ["segmenter.points_per_side=4", "train.batch_size=2", "train.prompts_per_image=4"]),
+    "referring": ("pbrec_mt_tiny", [*(f"referrer.{k}={v}" for k, v in REFERRER_TINY.items()), "train.batch_size=2"]),
 }
 
 
@@ -516,6 +575,8 @@ def check_pipeline(registry, name, request, tmp_path):
     image, masks = request.getfixturevalue("scene")
     assert isinstance(pipeline.inputs, frozenset) and {"masks", "image_id"} <= pipeline.inputs, pipeline.inputs
     text = {"caption": CAPTION} if "caption" in pipeline.inputs else {}  # others refuse a caption (InputError)
+    if "expression" in pipeline.inputs:
+        text["expression"] = EXPRESSIONS[0]
     result = pipeline.run(image.copy(), masks=masks, image_id="scene", **text)
     _check_result(name, result, masks, config)
     try:
@@ -553,6 +614,8 @@ CONTRACTS: dict[str, Callable[..., None]] = {
     "mask_decoder": check_mask_decoder,
     "language_decoder": check_language_decoder,
     "associator": check_associator,
+    "text_encoder": check_text_encoder,
+    "referrer": check_referrer,
     "dataset": check_dataset,
     "evaluator": check_evaluator,
     "task": check_task,
@@ -642,7 +705,7 @@ def test_a_task_without_a_config_fails(request):
 # --------------------------------------------------------------------------- shipped configs
 
 
-UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper"}
+UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper", "pbrec_mt_paper"}
 """Shipped configs that name no trained weights (architecture presets, docs/gella.md): building one warns."""
 
 

@@ -12,7 +12,7 @@
       pipeline.threshold: [0.3, 0.5]          # values (named by themselves)
       associator: {FC: {name: fc, dim: 64}, MLP: {name: mlp, dim: 64}}   # named values
     zip:                           # paired values: one axis per group, the lists walked together
-      - {names: [small, large], mask_decoder.num_queries: [16, 32], pipeline.mask_size: [64, 128]}
+      - {names: [small, large], label: size, mask_decoder.num_queries: [16, 32], pipeline.mask_size: [64, 128]}
     seeds: [0, 1]                  # an axis too; the value goes to seed_key (default train.seed)
     seed_key: train.seed
     metrics: [AR, acc@0.5]         # the columns of the report (default: every metric)
@@ -135,6 +135,7 @@ def _zip_axis(k: int, group: Any) -> Axis:
         raise ConfigError("a zip group is a mapping {key: [values], ..., names: [...]}", key=where)
     group = dict(group)
     names = group.pop("names", None)
+    label = str(group.pop("label", ""))  # the column title in the table (default: the keys' last parts)
     lengths = {key: len(v) if isinstance(v, Sequence) and not isinstance(v, str) else -1 for key, v in group.items()}
     bad = [key for key, n in lengths.items() if n < 1]
     if bad:
@@ -148,7 +149,7 @@ def _zip_axis(k: int, group: Any) -> Axis:
         names = ["/".join(_value_text(v) for v in row) for row in values]
     elif not isinstance(names, Sequence) or isinstance(names, str) or len(names) != n:
         raise ConfigError(f"names must be a list of {n} names, one per value", key=f"{where}.names")
-    return Axis(keys, [str(x) for x in names], values)
+    return Axis(keys, [str(x) for x in names], values, label)
 
 
 def _list(value: Any, key: str) -> list[Any]:

@@ -34,6 +34,7 @@ DEFAULT_STAGES: dict[str, tuple[Stage, ...]] = {
               Stage("grounding", ("pipeline", "colorizer", "colormap_encoder", "fuser", "mask_decoder",
                                   "language_decoder", "associator"))),
     "colormap": (Stage("masks", ("segmenter",), stored=True), Stage("colormap", ("pipeline", "colorizer"))),
+    "referring": (Stage("masks", ("segmenter",), stored=True), Stage("referral", ("pipeline", "text_encoder", "referrer"))),
 }
 
 

@@ -202,7 +202,7 @@ def _num(x: float) -> str:
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
-def format_rows(rows: list[Row]) -> str:
+def format_rows(rows: list[Row], reference: str = "Tables XI, XII") -> str:
     head = (f"{'part':21s} {'params M':>10s} {'paper':>7s} {'ratio':>5s}  {'GFLOPs':>9s} {'GMACs':>9s} "
             f"{'paper':>7s} {'r(FLOPs)':>8s} {'r(MACs)':>7s}  note")
     lines = [head, "-" * len(head)]
@@ -213,7 +213,7 @@ def format_rows(rows: list[Row]) -> str:
                      f"{_num(r.gflops):>9s} {_num(r.gmacs):>9s} {pf} {_ratio(r.gflops, r.paper_gflops):>8s} "
                      f"{_ratio(r.gmacs, r.paper_gflops):>7s}  {r.note}")
     lines.append("Convention: GFLOPs = torch FlopCounterMode (2 FLOPs per multiply-add); GMACs = GFLOPs / 2. "
-                 "ratio = ours / paper (Tables XI, XII).")
+                 f"ratio = ours / paper ({reference}).")
     return "\n".join(lines)
 
 

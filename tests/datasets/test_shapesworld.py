@@ -34,6 +34,7 @@ def test_files_are_written_in_every_format(sw_root):
     for rel in ("val/000000000001.jpg", "annotations/panoptic_val.json", "annotations/panoptic_val/000000000001.png",
                 "annotations/png_coco_val.json", "annotations/entityseg_val.json", "annotations/captions_val.json",
                 "refcoco_val/refs(unc).p", "refcoco_val/refs(unc).json", "refcoco_val/instances.json",
+                "refcoco+_val/refs(unc).p", "refcoco+_val/refs(unc).json", "refcoco+_val/instances.json",
                 "shapesworld_val.json"):
         assert (sw_root / rel).is_file(), rel
     pan = json.loads((sw_root / "annotations/panoptic_val.json").read_text())
@@ -136,7 +137,8 @@ def test_every_referring_expression_names_exactly_one_thing(tmp_path):
     for ref in refs:
         things = [a for a in inst["annotations"] if a["image_id"] == ref["image_id"]]
         target = next(a for a in things if a["id"] == ref["ann_id"])
-        center = {a["id"]: _centroid(a) for a in things}
+        size = next((i["height"], i["width"]) for i in inst["images"] if i["id"] == ref["image_id"])
+        center = {a["id"]: _centroid(a, *size) for a in things}
         for sent in ref["sentences"]:
             attrs, rest = _parse(sent["sent"])
             assert _fits(target, attrs, cats), sent["sent"]
@@ -180,10 +182,9 @@ def test_every_referring_expression_names_exactly_one_thing(tmp_path):
     assert {"attributes", "position"} <= checked
 
 
-def _centroid(ann: dict) -> tuple[float, float]:
+def _centroid(ann: dict, h: int, w: int) -> tuple[float, float]:
     from esgkit.datasets.common import segmentation_to_mask
 
-    h, w = ann["segmentation"]["size"]
     ys, xs = np.nonzero(segmentation_to_mask(ann["segmentation"], h, w, "test"))
     return float(xs.mean()), float(ys.mean())
 
@@ -267,3 +268,23 @@ def test_docs_figure_caption_is_what_the_generator_writes(tmp_path):
     caption = make_figure(tmp_path / "fig.png", seed=1, size=2048)
     assert quote == caption
     assert (tmp_path / "fig.png").stat().st_size > 50_000
+
+
+def test_refcoco_plus_names_the_same_targets_without_location_words(sw_root):
+    from esgkit.core.errors import ConfigError
+    from esgkit.datasets.refcoco import read_refs
+    from esgkit.datasets.shapesworld_language import has_location
+
+    refs = read_refs(sw_root / "refcoco_val" / "refs(unc).p")
+    plus = read_refs(sw_root / "refcoco+_val" / "refs(unc).p")
+    assert plus and {(r["image_id"], r["ann_id"]) for r in plus} <= {(r["image_id"], r["ann_id"]) for r in refs}
+    sentences = [s["sent"] for r in plus for s in r["sentences"]]
+    assert not any(has_location(s) for s in sentences), sentences
+    assert any(has_location(s["sent"]) for r in refs for s in r["sentences"])  # the RefCOCO-style ones do use them
+    assert has_location("the star above the ring") and not has_location("the dotted star on the grass")
+    dataset = ShapesWorldDataset(ShapesWorldDataset.Config(root=str(sw_root), split="val", refs="refcoco+"))
+    sample = dataset[0]
+    ids = set(sample["masks"].ids.tolist())
+    assert all(r["segment_id"] in ids and not has_location(r["sent"]) for r in sample["refs"])
+    with pytest.raises(ConfigError, match="refcoco\\+"):
+        ShapesWorldDataset(ShapesWorldDataset.Config(root=str(sw_root), split="val", refs="refcocog"))[0]

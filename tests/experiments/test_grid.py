@@ -238,3 +238,18 @@ def test_report_mean_std_over_seeds_and_the_papers_numbers(tmp_path):
     assert lines[1].startswith("CropFormer,2,2,0.6") and lines[1].endswith(",0.65")
     plot = out / "plots" / "AR.png"
     assert plot in written and Image.open(plot).size[0] > 100
+
+
+def test_a_zip_group_walks_its_lists_together_under_its_label(data):
+    from esgkit.experiments.grid import compose
+
+    spec = parse_spec({"base": "pbrec_mt_tiny", "data": str(data), "zip": [
+        {"label": "model", "names": ["grounding", "both"], "train.lambda_mass": [0, 1], "referrer.mask_head": ["center", "mass"]}],
+        "grid": {"referrer.top_k": [1, 12]}})
+    cells = compose(spec)
+    assert [c.label for c in cells] == ["top_k=1 model=grounding", "top_k=1 model=both",
+                                        "top_k=12 model=grounding", "top_k=12 model=both"]
+    first = cells[0].config
+    assert first["train"]["lambda_mass"] == 0 and first["referrer"]["mask_head"] == "center"
+    with pytest.raises(ConfigError, match="one length"):
+        parse_spec({"base": "pbrec_mt_tiny", "data": str(data), "zip": [{"train.lambda_mass": [0, 1], "referrer.top_k": [1]}]})

@@ -1,0 +1,50 @@
+"""Parameters and FLOPs of a referring config's parts (``esgkit profile pbrec_mt_paper``): the visual
+backbone at the referrer's input size, the text encoder over ``tokens`` tokens, and the fusion encoder
+with its heads, counted with ``torch.utils.flop_counter`` (2 FLOPs per multiply-add, as ``esgkit
+profile`` counts GELLA). The parts are built for real (random weights where the config names none) and
+run once on zeros: BERT's attention masks cannot run on the meta device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from esgkit.pipelines.gella.profile import Row, count_flops, count_params
+
+
+def profile_referring(config: Any, tokens: int = 20) -> list[Row]:
+    """Rows (visual backbone, text encoder, fusion + heads, all) for a referring config (a path, a
+    shipped name or a loaded config), one image and one expression of ``tokens`` tokens."""
+    import torch
+
+    from esgkit.core import TextFeatures, get_registry, load_config  # noqa: F401 (annotation)
+    from esgkit.core.schema import to_container
+
+    cfg = to_container(load_config(config) if isinstance(config, str) else config)
+    registry = get_registry()
+    text = registry.build("text_encoder", cfg["text_encoder"], key="text_encoder").eval()
+    referrer = registry.build("referrer", cfg["referrer"], key="referrer")
+    referrer.configure(text.embed_dim)
+    referrer.eval()
+    size = int(referrer.config.image_size)
+    images = torch.zeros(1, 3, size, size)
+    phrase = " ".join(["word"] * max(1, tokens - 2))  # [CLS] … [SEP]
+    with torch.no_grad():
+        fuse_text: TextFeatures = text.encode([phrase])
+        visual = referrer.visual(images)
+    t = fuse_text.tokens.shape[1]
+    backbone = (referrer.backbone, referrer.visual_proj)
+    fusion = (referrer.text_proj, referrer.encoder, referrer.heads)
+    rows = [
+        Row("visual backbone", count_params(*backbone) / 1e6, count_flops(lambda: referrer.visual(images)) / 1e9,
+            note=f"{referrer.config.backbone}, {size}², grid {referrer.grid[0]}×{referrer.grid[1]}"),
+        Row("text encoder", count_params(text) / 1e6, count_flops(lambda: text.encode([phrase])) / 1e9,
+            note=f"{type(text).__name__}, {t} tokens"),
+        Row("fusion + heads", count_params(*fusion) / 1e6,
+            count_flops(lambda: referrer.fuse(visual, fuse_text)) / 1e9,
+            note=f"{referrer.config.layers} layers over {visual.shape[1]} + {t} tokens"),
+    ]
+    rows.append(Row("all", sum(r.params_m for r in rows), sum(r.gflops for r in rows)))
+    return rows
+
+
+__all__ = ["profile_referring"]
