@@ -410,8 +410,9 @@ class Pipeline(Component):
             if value is None or key in self.inputs:
                 continue
             if key == "caption":
-                raise InputError(f"pipeline {name} takes no caption (it has no language decoder); drop --caption "
-                                 "or use a grounding config such as esg_tiny")
+                instead = "give the referring --expression instead" if "expression" in self.inputs else \
+                    "drop --caption or use a grounding config such as esg_tiny"
+                raise InputError(f"pipeline {name} takes no caption (it has no language decoder); {instead}")
             known = ", ".join(["image", *sorted(self.inputs)])
             raise InputError(f"pipeline {name} takes no input {key!r} (its inputs: {known})")
         if checked.get("caption") is not None:
