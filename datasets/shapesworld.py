@@ -48,7 +48,7 @@ from .entityseg import entity_subset
 from .png import PNGDataset, narrative_sample
 from .refcoco import read_refs
 from .shapesworld_files import annotation_files, pending_name
-from .shapesworld_language import Describer
+from .shapesworld_language import Describer, is_relational
 from .shapesworld_scene import CATEGORY_IDS, SceneSettings, categories, make_scene
 
 # the file format of a split: a split written by another version is a different one (shapesworld_files)
@@ -253,6 +253,7 @@ def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> 
 
 
 REF_SETS = {"refcoco": "refs", "refcoco+": "refs_plus"}
+EXPRESSION_FILTERS = ("all", "relational", "other")
 """The RefCOCO-style folders of a split (``<prefix>_<split>/``) and the record key of their expressions."""
 
 
@@ -287,20 +288,40 @@ class ShapesWorldDataset(PNGDataset):
     ``phrase_is_thing``, ``narrative_index``) plus ``refs`` (list of {ref_id, sent_id, sent, ann_id,
     segment_id, bbox, category_id}; ``segment_id`` is the id in ``masks``) and ``description``
     (str, the short image description). Root: the folder ``esgkit data shapesworld`` wrote.
-    ``refs: refcoco+`` reads the RefCOCO+-style expressions (no location words) instead."""
+    ``refs: refcoco+`` reads the RefCOCO+-style expressions (no location words) instead;
+    ``expressions: relational`` / ``other`` keeps only the expressions that do / do not name a
+    relation to something else ("the circle left of the blue square", "the star on the grass")."""
 
     @dataclass
     class Config(PNGDataset.Config):
         split: str = "val"
         refs: str = "refcoco"  # refcoco | refcoco+ (the same targets named without location words)
+        expressions: str = "all"  # all | relational (a relation to another entity or stuff) | other (the rest)
 
     name = "shapesworld"
+
+    def __init__(self, config: ShapesWorldDataset.Config) -> None:
+        super().__init__(config)
+        if config.refs not in REF_SETS:
+            raise ConfigError(f"refs {config.refs!r}: expected one of {', '.join(REF_SETS)}", key="dataset.refs")
+        if config.expressions not in EXPRESSION_FILTERS:
+            raise ConfigError(f"expressions {config.expressions!r}: expected one of {', '.join(EXPRESSION_FILTERS)}",
+                              key="dataset.expressions")
+
+    def keeps(self, sentence: str) -> bool:
+        """Whether the ``expressions`` filter keeps ``sentence``."""
+        return self.config.expressions == "all" or is_relational(sentence) == (self.config.expressions == "relational")
+
+    def _filtered_refs(self) -> list[dict[str, Any]]:
+        """The refs of the split with only the sentences the ``expressions`` filter keeps (refs left
+        with none are dropped)."""
+        refs = read_refs(Path(self._path("", [self.refs_dir.name], "RefCOCO folder")) / "refs(unc).json")
+        out = [{**r, "sentences": [s for s in r["sentences"] if self.keeps(s["sent"])]} for r in refs]
+        return [r for r in out if r["sentences"]]
 
     @property
     def refs_dir(self) -> Path:
         """The RefCOCO-style folder the ``refs`` come from (``refs``: refcoco or refcoco+)."""
-        if self.config.refs not in REF_SETS:
-            raise ConfigError(f"refs {self.config.refs!r}: expected one of {', '.join(REF_SETS)}", key="dataset.refs")
         return Path(self.config.root) / f"{self.config.refs}_{self.config.split}"
 
     def required_files(self) -> list[Path]:
@@ -347,9 +368,8 @@ class ShapesWorldDataset(PNGDataset):
             return str(path), {"panoptic_json": str(root / "annotations" / f"panoptic_{split}.json"),
                                "panoptic_dir": str(root / "annotations" / f"panoptic_{split}")}
         if evaluator in ("res", "rec"):
-            refs = read_json(self.refs_dir / "refs(unc).json", "refs JSON")
             path = out / "refs(unc).json"
-            write_json(path, [r for r in refs if str(r["image_id"]) in keep])
+            write_json(path, [r for r in self._filtered_refs() if str(r["image_id"]) in keep])
             return str(path), {"instances_json": str(self.refs_dir / "instances.json")}
         if evaluator == "entity":
             return entity_subset(root / "annotations" / f"entityseg_{split}.json", keep, out / f"entityseg_{split}.json"), {}
@@ -361,9 +381,8 @@ class ShapesWorldDataset(PNGDataset):
 
     @cached_property
     def refs_by_image(self) -> dict[str, list[dict[str, Any]]]:
-        root = Path(self._path("", [self.refs_dir.name], "RefCOCO folder"))
         out: dict[str, list[dict[str, Any]]] = {}
-        for r in read_refs(root / "refs(unc).json"):
+        for r in self._filtered_refs():
             segment_id = int(r.get("segment_id", int(r["ann_id"]) % 1000))
             for s in r["sentences"]:
                 out.setdefault(str(r["image_id"]), []).append({

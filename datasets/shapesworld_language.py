@@ -49,6 +49,16 @@ def has_location(expression: str) -> bool:
     return any(word in LOCATION_WORDS for word in re.findall(r"[a-z]+", expression.lower()))
 
 
+RELATION = re.compile(r"\b(?:left of|right of|above|below|in the|on the(?! (?:left|right)\b))\b")
+"""A relation to another entity or to stuff ("left of the blue square", "on the grass"); "on the
+left" is a position in the frame, not a relation."""
+
+
+def is_relational(expression: str) -> bool:
+    """Whether ``expression`` singles its target out by a relation to something else."""
+    return RELATION.search(expression.lower()) is not None
+
+
 def _noun(category: str, plural: bool) -> str:
     return PLURALS.get(category, category + "s") if plural else category
 

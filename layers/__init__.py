@@ -1,6 +1,8 @@
 """Shared building blocks that components, pipelines and training stand on (as timm's and
-detectron2's ``layers/``): ``backbones`` (one timm pyramid backbone), ``geometry`` (the paper's
-resize-and-pad square), ``painting`` (colormaps and overlays), ``points`` and ``matching`` (point
+detectron2's ``layers/``): ``backbones`` (timm backbones cut as a pyramid, one grid or chosen levels),
+``geometry`` (the paper's resize-and-pad square, ImageNet inputs, mask boxes), ``fusion`` (MUTAN
+bilinear fusion), ``recurrent`` (ConvLSTM), ``transformer`` and ``positions`` (the referring
+encoders' transformer and sine positions), ``painting`` (colormaps and overlays), ``points`` and ``matching`` (point
 sampling, Hungarian query ↔ entity matching), ``weights`` (the one weights I/O: safetensors or
 ``weights_only`` torch files, Hugging Face folders, run folders, one key-mismatch report) and
 ``llava_checkpoint`` (the LLaVA key layout). They import only ``esgkit.core``."""

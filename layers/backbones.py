@@ -92,4 +92,29 @@ class GridBackbone(nn.Module):
         return pyramid_features(self.body, x, self.nhwc)[-1]
 
 
-__all__ = ["STRIDES", "GridBackbone", "PyramidBackbone", "build_pyramid_backbone", "pyramid_features"]
+class LevelBackbone(nn.Module):
+    """A timm backbone's feature levels by index (timm's ``out_indices``): forward(x) → their NCHW
+    maps (``channels``, ``reductions``), e.g. ResNet's res3..res5 (indices 2, 3, 4) — at strides 8, 16,
+    32, or all at stride 8 with ``output_stride: 8`` (DeepLab's dilated ResNet)."""
+
+    def __init__(self, name: str, levels: tuple[int, ...], options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        options = dict(options or {})
+        with torch.device("meta"):
+            probe = _create_timm(name, options)
+        count = len(probe.feature_info.reduction())
+        bad = [k for k in levels if not 0 <= k < count]
+        if bad or not levels:
+            raise ConfigError(f"timm backbone {name!r} has feature levels 0..{count - 1} (strides "
+                              f"{list(probe.feature_info.reduction())}); levels {list(levels)} are not all among them",
+                              key="levels")
+        self.body = _create_timm(name, options, out_indices=tuple(levels))
+        self.channels = [int(c) for c in self.body.feature_info.channels()]
+        self.reductions = [int(r) for r in self.body.feature_info.reduction()]
+        self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return pyramid_features(self.body, x, self.nhwc)
+
+
+__all__ = ["STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "build_pyramid_backbone", "pyramid_features"]

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from esgkit.core.errors import InputError
+
 
 def resize_pad(image: torch.Tensor, size: int, mode: str = "bilinear") -> tuple[torch.Tensor, tuple[int, int]]:
     """(C, H, W) → (C, size, size): resize keeping the aspect ratio so both sides are ≤ size, then pad
@@ -18,6 +20,31 @@ def resize_pad(image: torch.Tensor, size: int, mode: str = "bilinear") -> tuple[
     kwargs = {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
     resized = F.interpolate(image[None].float(), size=(nh, nw), mode=mode, **kwargs)[0]
     return F.pad(resized, (0, size - nw, 0, size - nh)), (nh, nw)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # on 0..1 inputs (timm's convention)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_input(image: np.ndarray, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """uint8 (H, W, 3) → ImageNet-normalised float (3, size, size) placed by ``resize_pad``, and the
+    (h, w) of the image inside it: the input of the referrers' timm backbones."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return resize_pad((x - mean) / std, size)
+
+
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """float (N, 4) [x, y, w, h] boxes of bool (N, H, W) masks (COCO's: w = x_max − x_min + 1;
+    an empty mask gets a zero box)."""
+    out = np.zeros((len(masks), 4))
+    for k, m in enumerate(masks):
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        if len(rows):
+            out[k] = [cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1]
+    return out
 
 
 def sample_masks(masks: np.ndarray, size: int, grid: tuple[int, int]) -> np.ndarray:
@@ -52,4 +79,4 @@ def cell_coverage(masks: torch.Tensor, size: int, grid: tuple[int, int], chunk: 
     return out
 
 
-__all__ = ["cell_coverage", "resize_pad", "sample_masks"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "cell_coverage", "imagenet_input", "mask_boxes", "resize_pad", "sample_masks"]

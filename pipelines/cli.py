@@ -144,7 +144,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         from .referring.profile import profile_referring
 
         rows = profile_referring(cfg, tokens=args.tokens or 20)
-        print(format_rows(rows, "seed 003 gives no parameter or FLOP figures"))
+        print(format_rows(rows, "the referring seeds (002, 003) give no parameter or FLOP figures"))
     else:
         rows = profile_config(cfg, tokens=args.tokens or 900, llm=args.llm)
         print(format_rows(rows))

@@ -27,6 +27,7 @@ DEFAULT_ROWS = [
     "PBREC-MT tiny, CropFormer entities=pbrec_mt_tiny@cropformer_tiny",
     "GELLA tiny RES prompt, GT masks=gella_tiny_trained",
     "GELLA tiny RES prompt, CropFormer masks=gella_tiny_trained@cropformer_tiny",
+    "CMPC tiny (one-stage, no proposals)=cmpc_tiny",
 ]
 COLUMNS = ["Acc@0.5", "cIoU", "gIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9"]
 SKIP = {"gella": ("oracle", "nouns", "panoptic")}  # GELLA parts that are not referring
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--dataset", default="shapesworld", help="the reader (esgkit list dataset)")
     parser.add_argument("--max-images", type=int, default=0, help="the first N images (default: all)")
-    parser.add_argument("--row", action="append", help="LABEL=CONFIG[@SEGMENTER_CONFIG]; default: the four rows "
-                                                       "of PBREC-MT and GELLA on GT and CropFormer entities")
+    parser.add_argument("--row", action="append", help="LABEL=CONFIG[@SEGMENTER_CONFIG]; default: PBREC-MT and "
+                                                       "GELLA on GT and CropFormer entities, and CMPC")
     parser.add_argument("--json", help="also write the rows to this (new) JSON file")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -37,9 +37,12 @@ CAPTION = "a red circle and two blue squares"
 OPTIONS: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
     ("segmenter", "from_files"): lambda request: {"path": str(request.getfixturevalue("scene_mask_file"))},
     ("referrer", "pbrec_mt"): lambda request: dict(REFERRER_TINY),
+    ("referrer", "cmpc"): lambda request: dict(CMPC_TINY),
 }
 REFERRER_TINY = {"backbone": "mobilenetv2_050", "stride": 16, "image_size": S, "dim": 32, "layers": 1, "heads": 2,
                  "ffn_dim": 64}
+CMPC_TINY = {"backbone": "mobilenetv2_050", "backbone_options": {}, "image_size": S, "dim": 16, "classifier_dim": 8,
+             "mutan_heads": 2, "lstm_dim": 8}
 EXPRESSIONS = ["the red circle", "the leftmost blue square on the grass"]
 
 
@@ -446,6 +449,8 @@ TASK_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "mask2former": ("mask2former_tiny", SEGMENTER_TINY),
     "sam": ("sam_tiny", ["segmenter.points_per_side=4", "train.batch_size=2", "train.prompts_per_image=4"]),
     "referring": ("pbrec_mt_tiny", [*(f"referrer.{k}={v}" for k, v in REFERRER_TINY.items()), "train.batch_size=2"]),
+    "referring_masks": ("cmpc_tiny", [*(f"referrer.{k}={v}" for k, v in CMPC_TINY.items() if k != "backbone_options"),
+                                      "train.batch_size=2"]),
 }
 
 
@@ -705,7 +710,7 @@ def test_a_task_without_a_config_fails(request):
 # --------------------------------------------------------------------------- shipped configs
 
 
-UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper", "pbrec_mt_paper"}
+UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper", "pbrec_mt_paper", "cmpc_paper"}
 """Shipped configs that name no trained weights (architecture presets, docs/gella.md): building one warns."""
 
 

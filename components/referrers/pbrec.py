@@ -30,13 +30,11 @@ from torch import Tensor, nn
 from esgkit.core import EntityMasks, Referral, Referrer, TextFeatures
 from esgkit.core.errors import ConfigError, InputError
 from esgkit.layers.backbones import GridBackbone
-from esgkit.layers.geometry import cell_coverage, resize_pad, sample_masks
+from esgkit.layers.geometry import cell_coverage, imagenet_input, mask_boxes, sample_masks
 from esgkit.layers.positions import sine_1d, sine_2d
 from esgkit.layers.transformer import PositionalEncoder
 
 HEADS = ("center", "mass")
-PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet, on 0..1 inputs (timm's convention)
-PIXEL_STD = (0.229, 0.224, 0.225)
 
 
 def mlp(dim: int, layers: int) -> nn.Sequential:
@@ -46,17 +44,6 @@ def mlp(dim: int, layers: int) -> nn.Sequential:
         parts += [nn.Linear(dim, dim), nn.ReLU()]
     parts.append(nn.Linear(dim, 1))
     return nn.Sequential(*parts)
-
-
-def mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """float (N, 4) [x, y, w, h] boxes of bool (N, H, W) masks (COCO's: w = x_max − x_min + 1;
-    an empty mask gets a zero box)."""
-    out = np.zeros((len(masks), 4))
-    for k, m in enumerate(masks):
-        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-        if len(rows):
-            out[k] = [cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1]
-    return out
 
 
 def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
@@ -210,8 +197,6 @@ class PBRECReferrer(nn.Module, Referrer):
         self.text_proj: nn.Module = nn.Identity()
         self.encoder = PositionalEncoder(c.dim, c.heads, c.ffn_dim, c.layers, c.dropout)
         self.heads = nn.ModuleDict({name: mlp(c.dim, c.head_layers) for name in HEADS})
-        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(3, 1, 1), persistent=False)
 
     def configure(self, text_dim: int) -> None:
         self.text_proj = nn.Linear(text_dim, self.config.dim)
@@ -228,10 +213,7 @@ class PBRECReferrer(nn.Module, Referrer):
     def preprocess(self, image: np.ndarray) -> tuple[Tensor, tuple[int, int]]:
         """uint8 (H, W, 3) → normalised (3, S, S) (aspect kept, padded bottom/right) and the (h, w)
         of the image inside it."""
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise InputError(f"referrer: expected an RGB image (H, W, 3), got shape {image.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        return resize_pad((x - self.pixel_mean.cpu()) / self.pixel_std.cpu(), self.config.image_size)
+        return imagenet_input(image, self.config.image_size)
 
     def valid_cells(self, sizes: list[tuple[int, int]]) -> Tensor:
         """bool (B, h·w): the cells that hold some of the image (the rest is padding, never attended)."""
@@ -267,7 +249,7 @@ class PBRECReferrer(nn.Module, Referrer):
     def head_maps(self, image: np.ndarray, text: TextFeatures) -> tuple[dict[str, Tensor], tuple[int, int]]:
         """σ(head) maps (B, h, w) for the B expressions on one image (its features computed once), and
         the (h, w) of the image inside the padded input."""
-        device = self.pixel_mean.device
+        device = self.visual_proj.weight.device
         x, size = self.preprocess(image)
         visual = self.visual(x[None].to(device))
         n = text.tokens.shape[0]
@@ -316,5 +298,5 @@ class PBRECReferrer(nn.Module, Referrer):
         return out
 
 
-__all__ = ["HEADS", "PBRECReferrer", "box_iou_matrix", "cell_centres", "center_maps", "consensus_vote", "mask_boxes",
+__all__ = ["HEADS", "PBRECReferrer", "box_iou_matrix", "cell_centres", "center_maps", "consensus_vote",
            "mask_centroids", "mask_iou_matrix", "mass_maps"]

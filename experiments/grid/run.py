@@ -86,6 +86,10 @@ def _evaluate(job: CellJob, folder: Path, config: dict[str, Any]) -> tuple[dict[
         pipeline.segmenter = cached_segmenter(pipeline.segmenter, job.cache)  # type: ignore[attr-defined]
     metrics = evaluate(pipeline, dataset, folder / "eval", max_images=job.on.max_images, skip=set(job.on.skip),
                        progress=False)
+    for name, options in (job.on.subsets or {}).items():
+        part = evaluate(pipeline, job.on.build(options), folder / f"eval_{name}", max_images=job.on.max_images,
+                        skip=set(job.on.skip), progress=False)
+        metrics |= {f"{name}/{k}": v for k, v in part.items()}
     seg = getattr(pipeline, "segmenter", None)
     if isinstance(seg, CachedSegmenter):
         cache = {"hits": seg.hits, "misses": seg.misses, "folder": str(seg.folder)}

@@ -8,6 +8,7 @@
     data: data/sw                  # the dataset folder (relative to the spec); --data replaces it
     dataset: shapesworld           # reader (esgkit list dataset); split: val; max_images: 0 (all)
     skip: [nouns, res]             # parts of the pipeline's predictions not to run (esgkit eval --skip)
+    subsets: {relational: {expressions: relational}}  # also evaluate on these dataset options (metrics "relational/cIoU")
     grid:                          # the product of these axes
       pipeline.threshold: [0.3, 0.5]          # values (named by themselves)
       associator: {FC: {name: fc, dim: 64}, MLP: {name: mlp, dim: 64}}   # named values
@@ -38,8 +39,8 @@ from esgkit.core.errors import ConfigError, EsgkitError
 from esgkit.core.pipeline import validate_pipeline_config
 from esgkit.core.schema import to_container
 
-KEYS = {"base", "overrides", "do", "data", "dataset", "split", "max_images", "skip", "grid", "zip", "seeds",
-        "seed_key", "metrics", "paper", "executor", "name"}
+KEYS = {"base", "overrides", "do", "data", "dataset", "split", "max_images", "skip", "subsets", "grid", "zip",
+        "seeds", "seed_key", "metrics", "paper", "executor", "name"}
 STEPS = ("train", "eval")
 
 
@@ -76,25 +77,30 @@ class CellPlan:
 @dataclass
 class EvalData:
     """What a cell trains and evaluates on (as ``esgkit eval`` takes it): the dataset folder, its reader
-    (``esgkit list dataset``), the split, the first ``max_images`` images (0: all), the parts not predicted."""
+    (``esgkit list dataset``), the split, the first ``max_images`` images (0: all), the parts not predicted,
+    and named ``subsets``: reader options under which each cell is evaluated again (``{relational:
+    {expressions: relational}}``), their metrics reported as ``relational/cIoU``."""
 
     data: str
     dataset: str = "shapesworld"
     split: str = "val"
     max_images: int = 0
     skip: list[str] = field(default_factory=list)
+    subsets: dict[str, dict[str, Any]] | None = None
 
-    def build(self) -> Any:
-        """The dataset reader of this split."""
+    def build(self, options: Mapping[str, Any] | None = None) -> Any:
+        """The dataset reader of this split (with a subset's reader ``options``)."""
         from esgkit.core import get_registry
 
-        return get_registry().build("dataset", {"name": self.dataset, "root": self.data, "split": self.split},
-                                    key="dataset")
+        return get_registry().build("dataset", {"name": self.dataset, "root": self.data, "split": self.split,
+                                                **(options or {})}, key="dataset")
 
     def identity(self) -> dict[str, Any]:
-        """What of it makes a cell another cell (part of the cell hash)."""
-        return {"data": self.data, "dataset": self.dataset, "split": self.split, "max_images": self.max_images,
-                "skip": sorted(self.skip)}
+        """What of it makes a cell another cell (part of the cell hash; subsets only when there are some,
+        so the cells of a spec without them keep their hashes)."""
+        out = {"data": self.data, "dataset": self.dataset, "split": self.split, "max_images": self.max_images,
+               "skip": sorted(self.skip)}
+        return out | {"subsets": self.subsets} if self.subsets else out
 
 
 @dataclass
@@ -215,10 +221,15 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
     paper = raw.get("paper") or {}
     if not isinstance(paper, Mapping) or not all(isinstance(v, Mapping) for v in paper.values()):
         raise ConfigError("must map a row label to {metric: value}", key="paper")
+    subsets = raw.get("subsets") or {}
+    if not isinstance(subsets, Mapping) or not all(isinstance(v, Mapping) and v for v in subsets.values()):
+        raise ConfigError("must map a name to the dataset reader's options, e.g. {relational: {expressions: "
+                          "relational}}", key="subsets")
     return GridSpec(base=base, overrides=[str(o) for o in _list(raw.get("overrides"), "overrides")], do=do,
                     on=EvalData(str(data_path.resolve()), str(raw.get("dataset", "shapesworld")),
                                 str(raw.get("split", "val")), int(raw.get("max_images", 0) or 0),
-                                [str(s) for s in _list(raw.get("skip"), "skip")]), axes=axes, seeds=seeds,
+                                [str(s) for s in _list(raw.get("skip"), "skip")],
+                                {str(k): dict(v) for k, v in subsets.items()} or None), axes=axes, seeds=seeds,
                     seed_key=str(raw.get("seed_key", "train.seed")),
                     metrics=[str(m) for m in _list(raw.get("metrics"), "metrics")],
                     paper={str(k): {str(m): float(x) for m, x in v.items()} for k, v in paper.items()},
@@ -258,6 +269,11 @@ def _check_cell(spec: GridSpec, cell: CellPlan) -> None:
 def compose(spec: GridSpec) -> list[CellPlan]:
     """Plan and validate every cell; one ConfigError naming each bad cell and its key, before anything runs."""
     cells = plan(spec)
+    for name, options in (spec.on.subsets or {}).items():
+        try:
+            spec.on.build(options)
+        except EsgkitError as exc:
+            raise ConfigError(f"subset {name!r} {options}: {exc}", key=f"subsets.{name}") from exc
     problems = []
     for cell in cells:
         try:

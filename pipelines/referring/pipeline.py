@@ -80,7 +80,7 @@ class ReferringPipeline(Pipeline):
 
     slots = {"segmenter": "segmenter", "text_encoder": "text_encoder", "referrer": "referrer"}
     weights_key = "pipeline.checkpoint"
-    trained_configs = ("pbrec_mt_tiny",)
+    trained_configs = ("pbrec_mt_tiny", "cmpc_tiny")
     inputs = frozenset({"masks", "image_id", "expression"})
 
     @dataclass
@@ -131,6 +131,9 @@ class ReferringPipeline(Pipeline):
             raise InputError("the referring pipeline needs an expression: give --expression \"the leftmost red "
                              "square\" (Pipeline.run(image, expression=...))")
         proposals, (referral,) = self.refer(image, [expression], masks, image_id)
+        if referral.mask is not None and not referral.mask.any():
+            warnings.warn(f"{type(self.referrer).__name__} found nothing for {expression!r}: the mask is empty "
+                          f"(score {referral.score:.3f})", stacklevel=2)
         return ReferringResult(expression, referral, proposals)
 
     def write(self, result: ReferringResult, out_dir: str, image: np.ndarray) -> list[str]:
@@ -160,7 +163,7 @@ class ReferringPipeline(Pipeline):
             return []
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        image_ids, masks_out, boxes_out = [], [], []
+        image_ids, masks_out, boxes_out, empty = [], [], [], 0
         for i in dataset.take(max_images, progress="refer" if progress else ""):
             sample = dataset[i]
             refs = sample.get("refs")
@@ -174,8 +177,12 @@ class ReferringPipeline(Pipeline):
             _, referrals = self.refer(sample["image"], [r["sent"] for r in refs], sample.get("masks"), image_id)
             for ref, referral in zip(refs, referrals):
                 mask = referral.mask if referral.mask is not None else np.zeros(sample["image"].shape[:2], bool)
+                empty += not mask.any()
                 masks_out.append({"sent_id": ref["sent_id"], "segmentation": encode_rle(mask), "score": referral.score})
                 boxes_out.append({"sent_id": ref["sent_id"], "bbox": list(referral.box), "score": referral.score})
+        if empty:
+            warnings.warn(f"{empty} of {len(masks_out)} expressions got an empty mask from "
+                          f"{type(self.referrer).__name__}", stacklevel=2)
         out = []
         for part, items in (("res", masks_out), ("rec", boxes_out)):
             if part in parts:

@@ -1,6 +1,6 @@
-"""Parameters and FLOPs of a referring config's parts (``esgkit profile pbrec_mt_paper``): the visual
-backbone at the referrer's input size, the text encoder over ``tokens`` tokens, and the fusion encoder
-with its heads, counted with ``torch.utils.flop_counter`` (2 FLOPs per multiply-add, as ``esgkit
+"""Parameters and FLOPs of a referring config's parts (``esgkit profile pbrec_mt_paper``, ``cmpc_paper``):
+the visual backbone at the referrer's input size, the text encoder over ``tokens`` tokens, and the rest
+of the referrer (its vision-language fusion and heads: ``referrer.fuse`` on the backbone's output), counted with ``torch.utils.flop_counter`` (2 FLOPs per multiply-add, as ``esgkit
 profile`` counts GELLA). The parts are built for real (random weights where the config names none) and
 run once on zeros: BERT's attention masks cannot run on the meta device."""
 
@@ -32,16 +32,16 @@ def profile_referring(config: Any, tokens: int = 20) -> list[Row]:
         fuse_text: TextFeatures = text.encode([phrase])
         visual = referrer.visual(images)
     t = fuse_text.tokens.shape[1]
-    backbone = (referrer.backbone, referrer.visual_proj)
-    fusion = (referrer.text_proj, referrer.encoder, referrer.heads)
+    backbone = count_params(referrer.backbone, referrer.visual_proj)
+    grid = tuple(referrer.grid) if isinstance(referrer.grid, tuple) else (referrer.grid, referrer.grid)
     rows = [
-        Row("visual backbone", count_params(*backbone) / 1e6, count_flops(lambda: referrer.visual(images)) / 1e9,
-            note=f"{referrer.config.backbone}, {size}², grid {referrer.grid[0]}×{referrer.grid[1]}"),
+        Row("visual backbone", backbone / 1e6, count_flops(lambda: referrer.visual(images)) / 1e9,
+            note=f"{referrer.config.backbone}, {size}², grid {grid[0]}×{grid[1]}"),
         Row("text encoder", count_params(text) / 1e6, count_flops(lambda: text.encode([phrase])) / 1e9,
             note=f"{type(text).__name__}, {t} tokens"),
-        Row("fusion + heads", count_params(*fusion) / 1e6,
+        Row("fusion + heads", (count_params(referrer) - backbone) / 1e6,
             count_flops(lambda: referrer.fuse(visual, fuse_text)) / 1e9,
-            note=f"{referrer.config.layers} layers over {visual.shape[1]} + {t} tokens"),
+            note=f"{type(referrer).__name__}, {t} tokens"),
     ]
     rows.append(Row("all", sum(r.params_m for r in rows), sum(r.gflops for r in rows)))
     return rows

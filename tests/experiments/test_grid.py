@@ -253,3 +253,24 @@ def test_a_zip_group_walks_its_lists_together_under_its_label(data):
     assert first["train"]["lambda_mass"] == 0 and first["referrer"]["mask_head"] == "center"
     with pytest.raises(ConfigError, match="one length"):
         parse_spec({"base": "pbrec_mt_tiny", "data": str(data), "zip": [{"train.lambda_mass": [0, 1], "referrer.top_k": [1]}]})
+
+
+def test_subsets_score_every_cell_again_under_the_readers_options(data, tmp_path):
+    """``subsets``: each cell is evaluated on the whole split and on each named reader option (here
+    ShapesWorld's relational and other expressions), metrics prefixed by the subset's name; a spec
+    without subsets keeps its cells' hashes."""
+    spec = parse_spec({"base": "pbrec_mt_tiny", "data": str(data), "split": "val", "metrics": ["cIoU", "relational/cIoU"],
+                       "subsets": {"relational": {"expressions": "relational"}, "other": {"expressions": "other"}}})
+    summary = run_grid(spec, tmp_path / "g", local(1), progress=False)
+    assert summary["done"] == 1, summary
+    (cell,) = cells(tmp_path / "g").values()
+    m = cell["metrics"]
+    assert {"cIoU", "relational/cIoU", "other/cIoU", "relational/Acc@0.5"} <= set(m), sorted(m)
+    folder = next((tmp_path / "g" / "cells").iterdir())
+    scored = {name: len(json.loads((folder / sub / "res_pred.json").read_text()))
+              for name, sub in (("all", "eval"), ("relational", "eval_relational"), ("other", "eval_other"))}
+    assert scored["relational"] >= 1 and scored["relational"] + scored["other"] == scored["all"], scored
+    assert "relational/cIoU" in (tmp_path / "g" / "report.md").read_text()
+    assert "subsets" not in parse_spec({"base": "pbrec_mt_tiny", "data": str(data)}).on.identity()
+    with pytest.raises(ConfigError, match="subsets"):
+        parse_spec({"base": "pbrec_mt_tiny", "data": str(data), "subsets": {"relational": "expressions=relational"}})

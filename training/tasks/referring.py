@@ -1,5 +1,7 @@
-"""Training a referring pipeline's text encoder and referrer on ShapesWorld's RefCOCO-style refs —
-PBREC-MT's comprehension stage with the paper's soft targets (seed 003):
+"""Training a referring pipeline's text encoder and referrer on ShapesWorld's RefCOCO-style refs.
+Two objectives, one per kind of referrer output:
+
+``referring`` — PBREC-MT's comprehension stage with the paper's soft targets (seed 003):
 
     center-ness (eq. 2)  c_k = sqrt(min(l, r)/max(l, r) · min(t, b)/max(t, b)) at the cells whose centre
                          lies in the box and in the ``referrer.center_window``·g square around its
@@ -10,10 +12,18 @@ PBREC-MT's comprehension stage with the paper's soft targets (seed 003):
                          weighs the target term up: not the paper, for short CPU schedules).
 
 ``center_targets`` / ``mass_targets: hard`` set 1 on the same positive cells (paper Table 4);
-``lambda_center`` / ``lambda_mass`` = 0 trains a single-task PBREC. Each image is prepared once
-(input tensor, every ref's targets); each step draws one of an image's expressions from torch's RNG (checkpointed: ``--resume``
-is exact). A pretrained text encoder (the shipped MiniLM) stays frozen unless ``train_text_encoder``;
-one without weights of its own (``hashed``) is always trained.
+``lambda_center`` / ``lambda_mass`` = 0 trains a single-task PBREC.
+
+``referring_masks`` — one-stage referring segmenters (CMPC, seed 002): the referrer's ``final`` mask
+logits and each of its ``levels``' auxiliary logits, upsampled to the input square, against the
+referred mask placed there (its area share per pixel): ``final_weight``·BCE(final) +
+``level_weight``·Σ BCE(level) (CMPC: 0.7 and 0.1); ``dice_weight`` > 0 adds a Dice loss to each term
+(not the paper; for small referred shapes).
+
+Each image is prepared once (input tensor, every ref's targets); each step draws one of an image's
+expressions from torch's RNG (checkpointed: ``--resume`` is exact). A pretrained text encoder (the
+shipped MiniLM) stays frozen unless ``train_text_encoder``; one without weights of its own (``hashed``,
+``lstm``) is always trained.
 """
 
 from __future__ import annotations
@@ -32,9 +42,11 @@ from torch import Tensor, nn
 from esgkit.core import get_registry
 from esgkit.core.errors import ConfigError, InputError
 from esgkit.core.schema import to_container
+from esgkit.layers.geometry import resize_pad
 from esgkit.pipelines.referring.pipeline import ReferringModel, ReferringPipeline
 
 from ..data import PreparedSplit
+from ..losses import dice_loss
 from ..trainer import TrainingTask
 from .segmenters import section
 
@@ -42,61 +54,73 @@ TARGETS = ("soft", "hard")
 
 
 @dataclass
-class ReferringTrainConfig:
-    """Keys of the ``train:`` section for a referring pipeline (besides the generic TrainConfig's)."""
+class ReferringSettings:
+    """Keys of the ``train:`` section every referring objective has (besides the generic TrainConfig's)."""
 
     split: str = "train"
     max_images: int = 0
-    lambda_center: float = 1.0      # eq. 6 λ_c (0: single-task segmentation)
-    lambda_mass: float = 1.0        # eq. 6 λ_m (0: single-task grounding)
-    center_targets: str = "soft"    # soft (eq. 2) | hard (1 on the same positive cells): paper Table 4
-    mass_targets: str = "soft"      # soft (eq. 4) | hard
-    pos_weight: float = 1.0         # BCE weight of the target term (paper: 1; >1 offsets the few positive cells)
     train_text_encoder: bool = False  # fine-tune a pretrained text encoder too (it is then saved)
     val_split: str = ""             # REC/RES on this split at eval_every steps and at the end ("" = none)
     val_images: int = 50
 
 
-class ReferringSamples(PreparedSplit):
-    """A ShapesWorld split prepared for a grid referrer: the input (3, S, S), the valid-cell mask and,
-    per expression, its text and (center, mass) targets."""
+@dataclass
+class ReferringTrainConfig(ReferringSettings):
+    """``train:`` keys of the ``referring`` task (PBREC-MT's point targets)."""
 
-    def __init__(self, referrer: Any, config: ReferringTrainConfig, data_dir: str | Path, split: str) -> None:
-        self.referrer, self.config = referrer, config
+    lambda_center: float = 1.0      # eq. 6 λ_c (0: single-task segmentation)
+    lambda_mass: float = 1.0        # eq. 6 λ_m (0: single-task grounding)
+    center_targets: str = "soft"    # soft (eq. 2) | hard (1 on the same positive cells): paper Table 4
+    mass_targets: str = "soft"      # soft (eq. 4) | hard
+    pos_weight: float = 1.0         # BCE weight of the target term (paper: 1; >1 offsets the few positive cells)
+
+
+@dataclass
+class ReferringMaskTrainConfig(ReferringSettings):
+    """``train:`` keys of the ``referring_masks`` task (dense mask logits, CMPC)."""
+
+    final_weight: float = 0.7       # BCE of the final mask logits (CMPC: 0.7)
+    level_weight: float = 0.1       # BCE of each level's auxiliary logits (CMPC: 0.1; 0 = none)
+    dice_weight: float = 0.0        # + this × Dice loss in each term (not the paper: ShapesWorld's referred
+                                    # shapes cover ~1% of the image and BCE alone learns empty masks)
+
+
+class ReferringSamples(PreparedSplit):
+    """A ShapesWorld split prepared for a referrer: its input (3, S, S) and size, and per expression
+    its text and the targets ``targets(image size, referred masks (N, H, W))`` makes (a dict of
+    (N, ...) tensors, plus any per-image entry)."""
+
+    def __init__(self, referrer: Any, targets: Any, config: ReferringSettings, data_dir: str | Path, split: str) -> None:
+        self.referrer, self.targets = referrer, targets
         dataset = get_registry().build("dataset", {"name": "shapesworld", "root": str(data_dir), "split": split},
                                        key="dataset")
         super().__init__(dataset, config.max_images)
 
     def prepare(self, sample: dict[str, Any]) -> dict[str, Any]:
-        r, c = self.referrer, self.config
-        image, valid_size = r.preprocess(sample["image"])
+        image, valid_size = self.referrer.preprocess(sample["image"])
         by_id = {int(i): k for k, i in enumerate(sample["masks"].ids)}
         texts = [ref["sent"] for ref in sample["refs"]]
         masks = sample["masks"].masks[[by_id[int(ref["segment_id"])] for ref in sample["refs"]]]
-        maps = r.target_maps(masks, c.center_targets == "soft", c.mass_targets == "soft")
-        return {"image": image, "valid": r.valid_cells([valid_size])[0], "texts": texts, **maps}
+        return {"image": image, "texts": texts, **self.targets(valid_size, masks)}
 
 
-class ReferringTask(TrainingTask):
-    """Trains the text encoder (unless pretrained and frozen) and the referrer of a referring config."""
+class ReferringTaskBase(TrainingTask):
+    """What the referring objectives share: the model (text encoder, frozen when pretrained, and
+    referrer), the prepared split, one expression per image per step, REC/RES validation. A subclass
+    names its per-expression targets (``target_keys``), per-image entries (``image_keys``), makes
+    them (``targets``) and scores the referrer's output (``losses``)."""
 
-    Config = ReferringTrainConfig
+    Config: type[ReferringSettings] = ReferringSettings
     weights_name = "referring"
-    loss_keys = ("loss", "center", "mass")
+    target_keys: tuple[str, ...] = ()
+    image_keys: tuple[str, ...] = ()
 
-    def __init__(self, pipeline_config: Any, data_dir: str | Path, settings: ReferringTrainConfig | None = None) -> None:
+    def __init__(self, pipeline_config: Any, data_dir: str | Path, settings: ReferringSettings | None = None) -> None:
         self.pipeline_config = pipeline_config
         self.data_dir = Path(data_dir)
-        self.task_config = c = settings or ReferringTrainConfig()
-        for key in ("center_targets", "mass_targets"):
-            if getattr(c, key) not in TARGETS:
-                raise ConfigError(f"{key} {getattr(c, key)!r}: expected soft or hard", key=f"train.{key}")
-        if c.pos_weight <= 0:
-            raise ConfigError(f"pos_weight {c.pos_weight} must be > 0", key="train.pos_weight")
-        if c.lambda_center < 0 or c.lambda_mass < 0 or c.lambda_center + c.lambda_mass == 0:
-            raise ConfigError(f"lambda_center {c.lambda_center} and lambda_mass {c.lambda_mass} must be ≥ 0 and not "
-                              "both 0", key="train.lambda_center")
+        self.task_config: Any = settings or self.Config()
         self._val: Any = None
+        self.referrer: Any = None  # the referrer the targets are made for (set by train_dataset)
 
     def _component(self, kind: str) -> Any:
         return get_registry().build(kind, section(self.pipeline_config, kind), key=kind)
@@ -106,9 +130,12 @@ class ReferringTask(TrainingTask):
         referrer.configure(text.embed_dim)
         return ReferringModel(text, referrer, train_text=self.task_config.train_text_encoder or not text.pretrained)
 
+    def targets(self, size: tuple[int, int], masks: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
     def train_dataset(self) -> Sequence[Any]:
-        referrer = self._component("referrer")
-        return ReferringSamples(referrer, self.task_config, self.data_dir, self.task_config.split)
+        self.referrer = self._component("referrer")
+        return ReferringSamples(self.referrer, self.targets, self.task_config, self.data_dir, self.task_config.split)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         """One expression per image, drawn with torch's RNG; images without expressions are skipped."""
@@ -117,10 +144,57 @@ class ReferringTask(TrainingTask):
             raise InputError(f"a training batch of {len(samples)} images holds no referring expression; check the "
                              f"refs of split {self.task_config.split!r} in {self.data_dir}")
         picks = [int(torch.randint(len(s["texts"]), (1,))) for s in keep]
-        return {"images": torch.stack([s["image"] for s in keep]), "valid": torch.stack([s["valid"] for s in keep]),
-                "texts": [s["texts"][k] for s, k in zip(keep, picks)],
-                "center": torch.stack([s["center"][k] for s, k in zip(keep, picks)]),
-                "mass": torch.stack([s["mass"][k] for s, k in zip(keep, picks)])}
+        batch = {"images": torch.stack([s["image"] for s in keep]),
+                 **{key: torch.stack([s[key] for s in keep]) for key in self.image_keys},
+                 "texts": [s["texts"][k] for s, k in zip(keep, picks)]}
+        return batch | {key: torch.stack([s[key][k] for s, k in zip(keep, picks)]) for key in self.target_keys}
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"pipeline": to_container(self.pipeline_config), "task": dataclasses.asdict(self.task_config)}
+
+    def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:
+        """REC Acc@0.5 and RES cIoU / gIoU on ``val_split`` (ground-truth entities as proposals for a
+        referrer that ranks them)."""
+        from esgkit.evaluation.run import score_predictions
+
+        c = self.task_config
+        if not c.val_split:
+            return None
+        if self._val is None:
+            self._val = get_registry().build(
+                "dataset", {"name": "shapesworld", "root": str(self.data_dir), "split": c.val_split}, key="dataset")
+        segmenter = get_registry().build("segmenter", {"name": "ground_truth"}, key="segmenter")
+        config = ReferringPipeline.Config(proposals=bool(model.referrer.needs_proposals))  # type: ignore[union-attr]
+        pipeline = ReferringPipeline.wrap(config, segmenter, model)  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory() as tmp:
+            metrics = score_predictions(pipeline.predict(self._val, tmp, max_images=c.val_images, progress=False))
+        return {k: v for k, v in metrics.items() if k in ("Acc@0.5", "cIoU", "gIoU")}
+
+
+class ReferringTask(ReferringTaskBase):
+    """PBREC-MT's comprehension stage: center-ness / mass-ness targets on the referrer's grid."""
+
+    Config = ReferringTrainConfig
+    loss_keys = ("loss", "center", "mass")
+    target_keys = ("center", "mass")
+    image_keys = ("valid",)
+
+    def __init__(self, pipeline_config: Any, data_dir: str | Path, settings: ReferringTrainConfig | None = None) -> None:
+        super().__init__(pipeline_config, data_dir, settings)
+        c = self.task_config
+        for key in ("center_targets", "mass_targets"):
+            if getattr(c, key) not in TARGETS:
+                raise ConfigError(f"{key} {getattr(c, key)!r}: expected soft or hard", key=f"train.{key}")
+        if c.pos_weight <= 0:
+            raise ConfigError(f"pos_weight {c.pos_weight} must be > 0", key="train.pos_weight")
+        if c.lambda_center < 0 or c.lambda_mass < 0 or c.lambda_center + c.lambda_mass == 0:
+            raise ConfigError(f"lambda_center {c.lambda_center} and lambda_mass {c.lambda_mass} must be ≥ 0 and not "
+                              "both 0", key="train.lambda_center")
+
+    def targets(self, size: tuple[int, int], masks: Any) -> dict[str, Tensor]:
+        c, r = self.task_config, self.referrer
+        maps = r.target_maps(masks, c.center_targets == "soft", c.mass_targets == "soft")
+        return {"valid": r.valid_cells([size])[0], **maps}
 
     def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         c = self.task_config
@@ -132,24 +206,42 @@ class ReferringTask(TrainingTask):
                 out[name] = weight * F.binary_cross_entropy_with_logits(logits[name], batch[name], pos_weight=pos_weight)
         return out
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"pipeline": to_container(self.pipeline_config), "task": dataclasses.asdict(self.task_config)}
 
-    def evaluate(self, model: nn.Module, step: int) -> Mapping[str, float] | None:
-        """REC Acc@0.5 and RES cIoU / gIoU on ``val_split`` with ground-truth entities as proposals."""
-        from esgkit.evaluation.run import score_predictions
+class ReferringMaskTask(ReferringTaskBase):
+    """One-stage referring segmentation (CMPC): the referrer's ``final`` and ``levels`` mask logits
+    against the referred mask on the input square."""
 
+    Config = ReferringMaskTrainConfig
+    loss_keys = ("loss", "final", "levels")
+    target_keys = ("mask",)
+
+    def __init__(self, pipeline_config: Any, data_dir: str | Path, settings: ReferringMaskTrainConfig | None = None) -> None:
+        super().__init__(pipeline_config, data_dir, settings)
         c = self.task_config
-        if not c.val_split:
-            return None
-        if self._val is None:
-            self._val = get_registry().build(
-                "dataset", {"name": "shapesworld", "root": str(self.data_dir), "split": c.val_split}, key="dataset")
-        segmenter = get_registry().build("segmenter", {"name": "ground_truth"}, key="segmenter")
-        pipeline = ReferringPipeline.wrap(ReferringPipeline.Config(), segmenter, model)
-        with tempfile.TemporaryDirectory() as tmp:
-            metrics = score_predictions(pipeline.predict(self._val, tmp, max_images=c.val_images, progress=False))
-        return {k: v for k, v in metrics.items() if k in ("Acc@0.5", "cIoU", "gIoU")}
+        if c.final_weight <= 0 or c.level_weight < 0 or c.dice_weight < 0:
+            raise ConfigError(f"final_weight {c.final_weight} must be > 0, level_weight {c.level_weight} and "
+                              f"dice_weight {c.dice_weight} ≥ 0", key="train.final_weight")
+
+    def targets(self, size: tuple[int, int], masks: Any) -> dict[str, Tensor]:
+        """The masks' area share per pixel of the input square, kept as uint8 (0..255) to save memory."""
+        square, _ = resize_pad(torch.from_numpy(masks).float(), self.referrer.config.image_size, mode="area")
+        return {"mask": (square.clamp(0, 1) * 255).round().to(torch.uint8)}
+
+    def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        c = self.task_config
+        out = model.referrer(batch["images"], model.encode(batch["texts"]))
+        target = batch["mask"].float() / 255
+
+        def bce(logits: Tensor) -> Tensor:
+            up = F.interpolate(logits[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            loss = F.binary_cross_entropy_with_logits(up, target)
+            return loss + c.dice_weight * dice_loss(up.flatten(1), target.flatten(1), len(up)) if c.dice_weight else loss
+
+        losses = {"final": c.final_weight * bce(out["final"])}
+        if c.level_weight > 0:
+            losses["levels"] = c.level_weight * torch.stack([bce(level) for level in out["levels"]]).sum()
+        return losses
 
 
-__all__ = ["ReferringSamples", "ReferringTask", "ReferringTrainConfig"]
+__all__ = ["ReferringMaskTask", "ReferringMaskTrainConfig", "ReferringSamples", "ReferringSettings", "ReferringTask",
+           "ReferringTaskBase", "ReferringTrainConfig"]

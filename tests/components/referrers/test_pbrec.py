@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from esgkit.components.referrers.pbrec import (PBRECReferrer, box_iou_matrix, center_maps, consensus_vote,
-                                               mask_boxes, mask_centroids, mask_iou_matrix, mass_maps)
+                                               mask_centroids, mask_iou_matrix, mass_maps)
 from esgkit.core import EntityMasks, TextFeatures
 from esgkit.core.errors import ConfigError
+from esgkit.layers.geometry import mask_boxes
 
 TINY = dict(backbone="mobilenetv2_050", stride=16, image_size=64, dim=32, layers=1, heads=2, ffn_dim=64)
 
