@@ -253,8 +253,8 @@ def _write_annotations(out: Path, split: str, records: list[dict[str, Any]]) -> 
 
 
 REF_SETS = {"refcoco": "refs", "refcoco+": "refs_plus"}
-EXPRESSION_FILTERS = ("all", "relational", "other")
 """The RefCOCO-style folders of a split (``<prefix>_<split>/``) and the record key of their expressions."""
+EXPRESSION_FILTERS = ("all", "relational", "other")
 
 
 def _write_refs(ref_dir: Path, split: str, records: list[dict[str, Any]], key: str, instances: dict[str, Any]) -> None:

@@ -131,7 +131,7 @@ class ReferringPipeline(Pipeline):
             raise InputError("the referring pipeline needs an expression: give --expression \"the leftmost red "
                              "square\" (Pipeline.run(image, expression=...))")
         proposals, (referral,) = self.refer(image, [expression], masks, image_id)
-        if referral.mask is not None and not referral.mask.any():
+        if referral.mask is not None and not referral.mask.any() and (proposals is None or len(proposals)):
             warnings.warn(f"{type(self.referrer).__name__} found nothing for {expression!r}: the mask is empty "
                           f"(score {referral.score:.3f})", stacklevel=2)
         return ReferringResult(expression, referral, proposals)
