@@ -28,6 +28,22 @@ def _create_timm(backbone: str, kwargs: dict[str, Any], out_indices: tuple[int, 
         raise ConfigError(f"timm backbone {backbone!r} rejects the options {extra}: {exc}", key="backbone") from exc
 
 
+def feature_strides(backbone: str, kwargs: dict[str, Any]) -> list[int]:
+    """The strides of a timm model's feature levels, from its own ``feature_info``, probed on the meta
+    device (nothing is allocated)."""
+    with torch.device("meta"):
+        probe = _create_timm(backbone, kwargs)
+    return [int(r) for r in probe.feature_info.reduction()]
+
+
+def build_levels(backbone: str, kwargs: dict[str, Any], indices: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...], bool]:
+    """A timm ``features_only`` model returning the feature levels ``indices``: (model, their channels,
+    whether it returns NHWC tensors, as Swin does)."""
+    model = _create_timm(backbone, kwargs, out_indices=indices)
+    channels = tuple(int(c) for c in model.feature_info.channels())
+    return model, channels, str(getattr(model, "output_fmt", "NCHW")).upper().endswith("NHWC")
+
+
 def build_pyramid_backbone(backbone: str, kwargs: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...], bool]:
     """A timm ``features_only`` model that returns exactly the stride 4, 8, 16, 32 levels.
 
@@ -35,19 +51,13 @@ def build_pyramid_backbone(backbone: str, kwargs: dict[str, Any]) -> tuple[nn.Mo
     (probed on the meta device, so nothing is allocated twice): MobileNetV2 also has a stride-2
     level, Swin starts at stride 4 and returns NHWC tensors.
     """
-    with torch.device("meta"):
-        probe = _create_timm(backbone, kwargs)
-    reductions = list(probe.feature_info.reduction())
+    reductions = feature_strides(backbone, kwargs)
     missing = [s for s in STRIDES if s not in reductions]
     if missing:
         raise ConfigError(
             f"timm backbone {backbone!r} has feature strides {reductions}; a pyramid needs "
             f"4, 8, 16 and 32 (missing {missing}) — pick a hierarchical backbone", key="backbone")
-    indices = tuple(reductions.index(s) for s in STRIDES)
-    model = _create_timm(backbone, kwargs, out_indices=indices)
-    channels = tuple(int(c) for c in model.feature_info.channels())
-    nhwc = str(getattr(model, "output_fmt", "NCHW")).upper().endswith("NHWC")
-    return model, channels, nhwc
+    return build_levels(backbone, kwargs, tuple(reductions.index(s) for s in STRIDES))
 
 
 def pyramid_features(model: nn.Module, x: torch.Tensor, nhwc: bool) -> list[torch.Tensor]:
@@ -77,16 +87,13 @@ class GridBackbone(nn.Module):
     def __init__(self, name: str, stride: int, options: dict[str, Any] | None = None) -> None:
         super().__init__()
         options = dict(options or {})
-        with torch.device("meta"):
-            probe = _create_timm(name, options)
-        reductions = list(probe.feature_info.reduction())
+        reductions = feature_strides(name, options)
         if stride not in reductions:
             raise ConfigError(f"timm backbone {name!r} has feature strides {reductions}; stride {stride} is not one "
                               "of them", key="stride")
-        self.body = _create_timm(name, options, out_indices=(reductions.index(stride),))
-        self.channels = int(self.body.feature_info.channels()[-1])
+        self.body, channels, self.nhwc = build_levels(name, options, (reductions.index(stride),))
+        self.channels = channels[-1]
         self.stride = stride
-        self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pyramid_features(self.body, x, self.nhwc)[-1]
@@ -100,18 +107,13 @@ class LevelBackbone(nn.Module):
     def __init__(self, name: str, levels: tuple[int, ...], options: dict[str, Any] | None = None) -> None:
         super().__init__()
         options = dict(options or {})
-        with torch.device("meta"):
-            probe = _create_timm(name, options)
-        count = len(probe.feature_info.reduction())
-        bad = [k for k in levels if not 0 <= k < count]
-        if bad or not levels:
-            raise ConfigError(f"timm backbone {name!r} has feature levels 0..{count - 1} (strides "
-                              f"{list(probe.feature_info.reduction())}); levels {list(levels)} are not all among them",
-                              key="levels")
-        self.body = _create_timm(name, options, out_indices=tuple(levels))
-        self.channels = [int(c) for c in self.body.feature_info.channels()]
-        self.reductions = [int(r) for r in self.body.feature_info.reduction()]
-        self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
+        reductions = feature_strides(name, options)
+        if not levels or any(not 0 <= k < len(reductions) for k in levels):
+            raise ConfigError(f"timm backbone {name!r} has feature levels 0..{len(reductions) - 1} (strides "
+                              f"{reductions}); levels {list(levels)} are not all among them", key="levels")
+        self.body, channels, self.nhwc = build_levels(name, options, tuple(levels))
+        self.channels = list(channels)
+        self.reductions = [reductions[k] for k in levels]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return pyramid_features(self.body, x, self.nhwc)

@@ -1,5 +1,5 @@
 """Assembled pipelines by family — ``colormap`` (a segmenter and a colorizer), ``gella/`` (GELLA),
-``referring`` (PBREC-MT and the referring systems to come) — and their shipped YAML configs
+``referring/`` (PBREC-MT, CMPC) — and their shipped YAML configs
 (``pipelines/configs/``). Pipelines import components, never training, evaluation or experiments."""
 
 from esgkit.core.lazy import builtin_components

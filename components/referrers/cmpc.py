@@ -183,8 +183,10 @@ class CMPCReferrer(nn.Module, Referrer):
         self.sentence_proj = nn.Linear(text_dim, self.config.dim)
 
     @property
-    def grid(self) -> int:
-        return self.config.image_size // self.config.out_stride
+    def grid(self) -> tuple[int, int]:
+        """The mask grid (h, w): image_size / out_stride on each side."""
+        side = self.config.image_size // self.config.out_stride
+        return side, side
 
     # ------------------------------------------------------------------ network
     def preprocess(self, image: np.ndarray) -> tuple[Tensor, tuple[int, int]]:
@@ -194,13 +196,13 @@ class CMPCReferrer(nn.Module, Referrer):
 
     def visual(self, images: Tensor) -> list[Tensor]:
         """(B, 3, S, S) → per level (B, dim + 8, g, g): L2-normalised features and spatial coordinates."""
-        g = self.grid
-        coords = spatial_map(g, g, images.device).expand(images.shape[0], -1, -1, -1)
+        grid = self.grid
+        coords = spatial_map(*grid, images.device).expand(images.shape[0], -1, -1, -1)
         out = []
         for proj, feat in zip(self.visual_proj, self.backbone(images)):
             feat = F.normalize(proj(feat), dim=1)
-            if feat.shape[-2:] != (g, g):
-                feat = F.interpolate(feat, size=(g, g), mode="bilinear", align_corners=False)
+            if feat.shape[-2:] != grid:
+                feat = F.interpolate(feat, size=grid, mode="bilinear", align_corners=False)
             out.append(torch.cat([feat, coords], 1))
         return out
 

@@ -26,6 +26,20 @@ def hash_words(text: str, buckets: int) -> list[int]:
     return [0] + [1 + zlib.crc32(w.encode()) % (buckets - 1) for w in WORD.findall(text.lower())]
 
 
+def hashed_batch(texts: Sequence[str], buckets: int, max_tokens: int, cls: bool = True) -> tuple[torch.Tensor,
+                                                                                             torch.Tensor]:
+    """``texts`` as ``hash_words`` ids (with the [CLS] id 0 first, or without), each cut to
+    ``max_tokens`` and padded with 0: (ids (B, T) long, mask (B, T) bool, True on real tokens). A text
+    with no word keeps one id 0, so no row is empty."""
+    rows = [hash_words(t, buckets)[0 if cls else 1:][:max_tokens] or [0] for t in texts]
+    ids = torch.zeros(len(rows), max((len(r) for r in rows), default=1), dtype=torch.long)
+    mask = torch.zeros(ids.shape, dtype=torch.bool)
+    for k, row in enumerate(rows):
+        ids[k, : len(row)] = torch.tensor(row)
+        mask[k, : len(row)] = True
+    return ids, mask
+
+
 class HashedTextEncoder(nn.Module, TextEncoder):
     """Hashed word embeddings → transformer encoder; sentence vector = the [CLS] position's state."""
 
@@ -54,15 +68,9 @@ class HashedTextEncoder(nn.Module, TextEncoder):
 
     def encode(self, texts: Sequence[str]) -> TextFeatures:
         device = self.embed.weight.device
-        ids = [hash_words(t, self.config.buckets)[: self.config.max_tokens] for t in texts]
-        length = max((len(i) for i in ids), default=1)
-        padded = torch.zeros(len(ids), length, dtype=torch.long)
-        mask = torch.zeros(len(ids), length, dtype=torch.bool)
-        for k, row in enumerate(ids):
-            padded[k, : len(row)] = torch.tensor(row)
-            mask[k, : len(row)] = True
+        padded, mask = hashed_batch(texts, self.config.buckets, self.config.max_tokens)
         padded, mask = padded.to(device), mask.to(device)
-        pos = sine_1d(length, self.config.dim, device=device).expand(len(ids), -1, -1)
+        pos = sine_1d(padded.shape[1], self.config.dim, device=device).expand(len(texts), -1, -1)
         tokens = self.encoder(self.embed(padded), pos, ~mask)
         return TextFeatures(tokens, mask, tokens[:, 0])
 
@@ -70,4 +78,4 @@ class HashedTextEncoder(nn.Module, TextEncoder):
         return self.encode(texts)
 
 
-__all__ = ["HashedTextEncoder", "hash_words"]
+__all__ = ["HashedTextEncoder", "hash_words", "hashed_batch"]

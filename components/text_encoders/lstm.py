@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from esgkit.core import TextEncoder, TextFeatures
 from esgkit.core.errors import ConfigError
 
-from .hashed import hash_words
+from .hashed import hashed_batch
 
 
 class LSTMTextEncoder(nn.Module, TextEncoder):
@@ -42,12 +41,8 @@ class LSTMTextEncoder(nn.Module, TextEncoder):
 
     def encode(self, texts: Sequence[str]) -> TextFeatures:
         device = self.embed.weight.device
-        ids = [hash_words(t, self.config.buckets)[1:][: self.config.max_tokens] or [0] for t in texts]  # no [CLS]
-        lengths = torch.tensor([len(i) for i in ids])
-        padded = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
-        for k, row in enumerate(ids):
-            padded[k, : len(row)] = torch.tensor(row)
-        mask = torch.arange(padded.shape[1])[None] < lengths[:, None]
+        padded, mask = hashed_batch(texts, self.config.buckets, self.config.max_tokens, cls=False)
+        lengths = mask.sum(1)
         packed = pack_padded_sequence(self.embed(padded.to(device)), lengths, batch_first=True, enforce_sorted=False)
         out, (last, _) = self.lstm(packed)
         tokens, _ = pad_packed_sequence(out, batch_first=True, total_length=padded.shape[1])

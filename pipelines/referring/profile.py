@@ -33,7 +33,7 @@ def profile_referring(config: Any, tokens: int = 20) -> list[Row]:
         visual = referrer.visual(images)
     t = fuse_text.tokens.shape[1]
     backbone = count_params(referrer.backbone, referrer.visual_proj)
-    grid = tuple(referrer.grid) if isinstance(referrer.grid, tuple) else (referrer.grid, referrer.grid)
+    grid = referrer.grid
     rows = [
         Row("visual backbone", backbone / 1e6, count_flops(lambda: referrer.visual(images)) / 1e9,
             note=f"{referrer.config.backbone}, {size}², grid {grid[0]}×{grid[1]}"),
