@@ -1,11 +1,13 @@
 """Shared building blocks that components, pipelines and training stand on (as timm's and
-detectron2's ``layers/``): ``backbones`` (timm backbones cut as a pyramid, one grid or chosen levels),
-``geometry`` (the paper's resize-and-pad square, ImageNet inputs, mask boxes), ``fusion`` (MUTAN
-bilinear fusion), ``recurrent`` (ConvLSTM), ``transformer`` and ``positions`` (the referring
-encoders' transformer and sine positions), ``painting`` (colormaps and overlays), ``points`` and ``matching`` (point
-sampling, Hungarian query ↔ entity matching), ``weights`` (the one weights I/O: safetensors or
-``weights_only`` torch files, Hugging Face folders, run folders, one key-mismatch report) and
-``llava_checkpoint`` (the LLaVA key layout). They import only ``esgkit.core``."""
+detectron2's ``layers/``): ``backbones`` (timm backbones cut as a pyramid, one grid, chosen levels or
+stages), ``geometry`` (the paper's resize-and-pad square, ImageNet inputs, mask boxes, valid cells),
+``fusion`` (MUTAN bilinear fusion), ``recurrent`` (ConvLSTM), ``query_attention`` (QRNet's
+expression-generated gates), ``transformer`` and ``positions`` (the referring encoders' transformer
+and sine positions), ``painting`` (colormaps and overlays), ``overlap`` (box and mask IoU, entity ↔
+segment overlaps), ``points`` and ``matching`` (point sampling, Hungarian query ↔ entity matching),
+``weights`` (the one weights I/O: safetensors or ``weights_only`` torch files, Hugging Face folders,
+run folders, one key-mismatch report) and ``llava_checkpoint`` (the LLaVA key layout). They import
+only ``esgkit.core``."""
 
 from esgkit.core.lazy import lazy_exports
 

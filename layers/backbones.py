@@ -1,5 +1,6 @@
 """One timm pyramid backbone for every component that needs stride 4, 8, 16, 32 feature maps
-(GELLA's colormap encoders, CropFormer's network): which levels to take is read from the model's own
+(GELLA's colormap encoders, CropFormer's network), and timm backbones cut at one grid, at chosen
+levels, or into stages (QRNet acts between them): which levels to take is read from the model's own
 ``feature_info``, and NHWC models (Swin) are turned to NCHW. Random initialisation: no hub here."""
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from esgkit.core.errors import ConfigError
 STRIDES = (4, 8, 16, 32)
 
 
-def _create_timm(backbone: str, kwargs: dict[str, Any], out_indices: tuple[int, ...] | None = None) -> nn.Module:
+def _create_timm(backbone: str, kwargs: dict[str, Any], out_indices: tuple[int, ...] | None = None,
+                 features_only: bool = True) -> nn.Module:
+    """A randomly initialised timm model (``features_only`` or the whole classifier-less network); a bad
+    name or option is a ConfigError that says where to look."""
     import timm
 
-    extra = dict(kwargs)
+    extra = dict(kwargs) | ({"features_only": True} if features_only else {"num_classes": 0})
     if out_indices is not None:
         extra["out_indices"] = out_indices
     try:
-        return timm.create_model(backbone, pretrained=False, features_only=True, **extra)
+        return timm.create_model(backbone, pretrained=False, **extra)
     except RuntimeError as exc:  # timm: "Unknown model (...)"
         raise ConfigError(f"timm cannot build {backbone!r}: {exc} (see timm.list_models())", key="backbone") from exc
     except TypeError as exc:
@@ -119,4 +123,40 @@ class LevelBackbone(nn.Module):
         return pyramid_features(self.body, x, self.nhwc)
 
 
-__all__ = ["STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "build_pyramid_backbone", "pyramid_features"]
+class StagedBackbone(nn.Module):
+    """A timm backbone taken apart into its stem and stages, so a module can act between the stages —
+    QRNet modulates each Swin stage's output by the expression before the next stage sees it.
+    ``forward(x, between)`` → the NCHW output of every stage (``channels``, ``reductions``), each
+    first passed through ``between(stage index, NCHW map)``. Hierarchical timm models with
+    ``patch_embed`` + ``layers`` (Swin) or ``stem`` + ``stages`` (ConvNeXt, EfficientFormer …)."""
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        model = _create_timm(name, dict(options or {}), features_only=False)
+        for stem, stages in (("patch_embed", "layers"), ("stem", "stages")):
+            if isinstance(getattr(model, stem, None), nn.Module) and isinstance(getattr(model, stages, None), nn.Sequential):
+                self.stem, self.stages = getattr(model, stem), getattr(model, stages)
+                break
+        else:
+            raise ConfigError(f"timm backbone {name!r} has no stem + stages to act between (patch_embed + layers as "
+                              "Swin, or stem + stages as ConvNeXt); pick a hierarchical backbone", key="backbone")
+        info = model.feature_info
+        self.channels = [int(f["num_chs"]) for f in info][-len(self.stages):]
+        self.reductions = [int(f["reduction"]) for f in info][-len(self.stages):]
+        self.nhwc = str(getattr(model, "output_fmt", "NCHW")).upper() == "NHWC"
+
+    def forward(self, x: torch.Tensor, between: Any = None) -> list[torch.Tensor]:
+        x = self.stem(x)
+        out = []
+        for k, stage in enumerate(self.stages):
+            x = stage(x)
+            feat = x.permute(0, 3, 1, 2) if self.nhwc else x
+            if between is not None:
+                feat = between(k, feat)
+                x = feat.permute(0, 2, 3, 1) if self.nhwc else feat
+            out.append(feat)
+        return out
+
+
+__all__ = ["STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "StagedBackbone", "build_pyramid_backbone",
+           "pyramid_features"]

@@ -79,4 +79,14 @@ def cell_coverage(masks: torch.Tensor, size: int, grid: tuple[int, int], chunk: 
     return out
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "cell_coverage", "imagenet_input", "mask_boxes", "resize_pad", "sample_masks"]
+def valid_cells(sizes: list[tuple[int, int]], stride: int, grid: tuple[int, int]) -> torch.Tensor:
+    """bool (B, h·w): the cells of a stride-``stride`` grid over the padded square that hold some of
+    each image ((h, w) of the image inside the square) — the rest is padding, never attended."""
+    out = torch.zeros(len(sizes), *grid, dtype=torch.bool)
+    for b, (h, w) in enumerate(sizes):
+        out[b, : -(-h // stride), : -(-w // stride)] = True
+    return out.flatten(1)
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "cell_coverage", "imagenet_input", "mask_boxes", "resize_pad", "sample_masks",
+           "valid_cells"]

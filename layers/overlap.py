@@ -1,6 +1,6 @@
-"""How predicted entity masks overlap annotated segments: the mask-limited best grounding
-(``AR_oracle``) and the predicted-entity → annotated-segment assignment that gives GELLA its
-association targets when it trains on a segmenter's masks.
+"""Box and mask IoU matrices, and how predicted entity masks overlap annotated segments: the
+mask-limited best grounding (``AR_oracle``) and the predicted-entity → annotated-segment assignment
+that gives GELLA its association targets when it trains on a segmenter's masks.
 
 Annotated segments are disjoint (a panoptic map), so intersections are counted with one
 ``bincount`` per predicted mask over the segments' id map, exactly and at full resolution.
@@ -111,4 +111,26 @@ def segment_errors(masks: np.ndarray, segments: np.ndarray, good_iou: float = 0.
     return kinds
 
 
-__all__ = ["ERROR_KINDS", "assign_to_segments", "best_union", "segment_errors", "segment_overlaps"]
+def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """(N, N) IoU of [x, y, w, h] boxes."""
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    iw = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
+    ih = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    inter = iw * ih
+    area = boxes[:, 2] * boxes[:, 3]
+    union = area[:, None] + area[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def mask_iou_matrix(masks: np.ndarray) -> np.ndarray:
+    """(N, N) IoU of bool (N, P) masks (flattened)."""
+    m = masks.reshape(len(masks), -1).astype(np.float32)
+    inter = m @ m.T
+    area = m.sum(1)
+    union = area[:, None] + area[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+__all__ = ["ERROR_KINDS", "assign_to_segments", "best_union", "box_iou_matrix", "mask_iou_matrix", "segment_errors",
+           "segment_overlaps"]

@@ -33,7 +33,8 @@ DEFAULT_CONFIG = "esg_tiny"
 def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p = sub.add_parser("profile", help="parameters and GFLOPs per part of a GELLA (paper Tables XI/XII) or "
                                        "referring config")
-    p.add_argument("config", help="a GELLA or referring config file or shipped name (gella_paper, pbrec_mt_paper)")
+    p.add_argument("config", help="a GELLA or referring config file or shipped name (gella_paper, pbrec_mt_paper, "
+                                  "cmpc_paper, uniqrnet_paper)")
     p.add_argument("--tokens", type=int, help="sequence length to count: the LLM's for GELLA (default 900), the "
                                               "expression's for a referring config (default 20)")
     p.add_argument("--llm", choices=("auto", "llama7b"), default="auto",
@@ -144,7 +145,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         from .referring.profile import profile_referring
 
         rows = profile_referring(cfg, tokens=args.tokens or 20)
-        print(format_rows(rows, "the referring seeds (002, 003) give no parameter or FLOP figures"))
+        print(format_rows(rows, "the referring seeds (001, 002, 003) give no parameter or FLOP figures"))
     else:
         rows = profile_config(cfg, tokens=args.tokens or 900, llm=args.llm)
         print(format_rows(rows))

@@ -28,6 +28,9 @@ DEFAULT_ROWS = [
     "GELLA tiny RES prompt, GT masks=gella_tiny_trained",
     "GELLA tiny RES prompt, CropFormer masks=gella_tiny_trained@cropformer_tiny",
     "CMPC tiny (one-stage, no proposals)=cmpc_tiny",
+    "UniQRNet tiny (box + mask, no proposals)=uniqrnet_tiny",
+    "QRNet tiny (box only), masks from GT entities=qrnet_tiny",
+    "QRNet tiny (box only), masks from CropFormer entities=qrnet_tiny@cropformer_tiny",
 ]
 COLUMNS = ["Acc@0.5", "cIoU", "gIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9"]
 SKIP = {"gella": ("oracle", "nouns", "panoptic")}  # GELLA parts that are not referring

@@ -21,7 +21,7 @@ EXPECTED = {
     "esgkit.components.encoders.vision": {"ClipGridEncoder", "ClipVisionEncoder", "LlavaClipVisionEncoder", "register_builtins"},
     "esgkit.components.fusers": {"IdentityFuser", "ResoBlendFuser", "register_builtins"},
     "esgkit.components.llms": {"LlavaLlamaDecoder", "register_builtins"},
-    "esgkit.components.referrers": {"CMPCReferrer", "PBRECReferrer", "register_builtins"},
+    "esgkit.components.referrers": {"CMPCReferrer", "PBRECReferrer", "QRNetReferrer", "register_builtins"},
     "esgkit.components.text_encoders": {"BertTextEncoder", "HashedTextEncoder", "LSTMTextEncoder", "register_builtins"},
     "esgkit.components.llms.llava": {"LanguageForward", "LinearProjector", "LlavaLlamaDecoder", "phrase_means", "smollm2_gguf"},
     "esgkit.components.segmenters": {"CropFormerSegmenter", "FromFilesSegmenter", "GroundTruthSegmenter", "Mask2FormerSegmenter", "SamSegmenter", "register_builtins"},
@@ -37,7 +37,8 @@ EXPECTED = {
     "esgkit.pipelines.gella": {"GellaPipeline", "profile_config"},
     "esgkit.pipelines.referring": {"ReferringModel", "ReferringPipeline", "ReferringResult", "profile_referring"},
     "esgkit.training": {"SetCriterion", "SetCriterionConfig", "ShardedBatches", "TrainConfig", "Trainer", "TrainingTask", "association_loss", "dice_loss", "entityness_loss", "load_checkpoint", "make_task", "mask_losses", "plot_metrics", "read_metrics", "save_checkpoint", "seed_everything", "sigmoid_bce_loss", "split_train_section", "train"},
-    "esgkit.training.tasks": {"CropFormerTask", "GellaTask", "ReferringMaskTask", "ReferringTask", "SamTask", "register_builtins"},
+    "esgkit.training.tasks": {"CropFormerTask", "GellaTask", "ReferringJointTask", "ReferringMaskTask", "ReferringTask", "SamTask",
+                              "register_builtins"},
 }
 PACKAGES = sorted(["esgkit", *(m.name for m in pkgutil.walk_packages(esgkit.__path__, "esgkit.") if m.ispkg)])
 

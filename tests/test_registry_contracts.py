@@ -38,11 +38,15 @@ OPTIONS: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
     ("segmenter", "from_files"): lambda request: {"path": str(request.getfixturevalue("scene_mask_file"))},
     ("referrer", "pbrec_mt"): lambda request: dict(REFERRER_TINY),
     ("referrer", "cmpc"): lambda request: dict(CMPC_TINY),
+    ("referrer", "qrnet"): lambda request: dict(QRNET_TINY),
 }
 REFERRER_TINY = {"backbone": "mobilenetv2_050", "stride": 16, "image_size": S, "dim": 32, "layers": 1, "heads": 2,
                  "ffn_dim": 64}
 CMPC_TINY = {"backbone": "mobilenetv2_050", "backbone_options": {}, "image_size": S, "dim": 16, "classifier_dim": 8,
              "mutan_heads": 2, "lstm_dim": 8}
+QRNET_SWIN = {"img_size": S, "window_size": 4, "embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2]}
+QRNET_TINY = {"backbone": "swin_tiny_patch4_window7_224", "backbone_options": QRNET_SWIN, "image_size": S, "dim": 16,
+              "layers": 1, "heads": 2, "ffn_dim": 32, "qd_rank": 4}
 EXPRESSIONS = ["the red circle", "the leftmost blue square on the grass"]
 
 
@@ -451,6 +455,9 @@ TASK_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "referring": ("pbrec_mt_tiny", [*(f"referrer.{k}={v}" for k, v in REFERRER_TINY.items()), "train.batch_size=2"]),
     "referring_masks": ("cmpc_tiny", [*(f"referrer.{k}={v}" for k, v in CMPC_TINY.items() if k != "backbone_options"),
                                       "train.batch_size=2"]),
+    "referring_joint": ("uniqrnet_tiny", [*(f"referrer.{k}={v}" for k, v in QRNET_TINY.items() if k != "backbone_options"),
+                                          *(f"referrer.backbone_options.{k}={v}".replace(" ", "")
+                                            for k, v in QRNET_SWIN.items()), "train.batch_size=2"]),
 }
 
 
@@ -710,7 +717,7 @@ def test_a_task_without_a_config_fails(request):
 # --------------------------------------------------------------------------- shipped configs
 
 
-UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper", "pbrec_mt_paper", "cmpc_paper"}
+UNTRAINED_PRESETS = {"gella_tiny", "gella_smollm2", "gella_paper", "pbrec_mt_paper", "cmpc_paper", "uniqrnet_paper"}
 """Shipped configs that name no trained weights (architecture presets, docs/gella.md): building one warns."""
 
 

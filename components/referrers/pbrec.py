@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from esgkit.core import EntityMasks, Referral, Referrer, TextFeatures
 from esgkit.core.errors import ConfigError, InputError
 from esgkit.layers.backbones import GridBackbone
-from esgkit.layers.geometry import cell_coverage, imagenet_input, mask_boxes, sample_masks
+from esgkit.layers.geometry import cell_coverage, imagenet_input, mask_boxes, sample_masks, valid_cells
+from esgkit.layers.overlap import box_iou_matrix, mask_iou_matrix
 from esgkit.layers.positions import sine_1d, sine_2d
 from esgkit.layers.transformer import PositionalEncoder
 
@@ -44,27 +45,6 @@ def mlp(dim: int, layers: int) -> nn.Sequential:
         parts += [nn.Linear(dim, dim), nn.ReLU()]
     parts.append(nn.Linear(dim, 1))
     return nn.Sequential(*parts)
-
-
-def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    """(N, N) IoU of [x, y, w, h] boxes."""
-    x0, y0 = boxes[:, 0], boxes[:, 1]
-    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
-    iw = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
-    ih = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
-    inter = iw * ih
-    area = boxes[:, 2] * boxes[:, 3]
-    union = area[:, None] + area[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
-
-def mask_iou_matrix(masks: np.ndarray) -> np.ndarray:
-    """(N, N) IoU of bool (N, P) masks (flattened)."""
-    m = masks.reshape(len(masks), -1).astype(np.float32)
-    inter = m @ m.T
-    area = m.sum(1)
-    union = area[:, None] + area[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def cell_centres(grid: tuple[int, int], stride: int) -> tuple[Tensor, Tensor]:
@@ -217,11 +197,7 @@ class PBRECReferrer(nn.Module, Referrer):
 
     def valid_cells(self, sizes: list[tuple[int, int]]) -> Tensor:
         """bool (B, h·w): the cells that hold some of the image (the rest is padding, never attended)."""
-        g, (gh, gw) = self.config.stride, self.grid
-        out = torch.zeros(len(sizes), gh, gw, dtype=torch.bool)
-        for b, (h, w) in enumerate(sizes):
-            out[b, : -(-h // g), : -(-w // g)] = True
-        return out.flatten(1)
+        return valid_cells(sizes, self.config.stride, self.grid)
 
     def visual(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) → visual tokens (B, h·w, dim)."""
@@ -298,5 +274,4 @@ class PBRECReferrer(nn.Module, Referrer):
         return out
 
 
-__all__ = ["HEADS", "PBRECReferrer", "box_iou_matrix", "cell_centres", "center_maps", "consensus_vote",
-           "mask_centroids", "mask_iou_matrix", "mass_maps"]
+__all__ = ["HEADS", "PBRECReferrer", "cell_centres", "center_maps", "consensus_vote", "mask_centroids", "mass_maps"]

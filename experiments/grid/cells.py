@@ -1,6 +1,7 @@
 """Cell folders: ``GRID/cells/<hash>/``, named by the hash of what determines the cell's result — its
 resolved config, what it does and on which data, esgkit's version and the hashes of the weight files
-its config names — so an unchanged cell keeps its folder across runs and a changed one gets a new one.
+its config names (except those a training cell replaces) — so an unchanged cell keeps its folder
+across runs and a changed one gets a new one.
 
 A cell folder holds ``config.yaml`` (the resolved config), ``cell.json`` (label, axis choices, seed,
 identity), ``status.json`` (``pending`` / ``running`` / ``done`` / ``failed``, with times, attempts, the
@@ -59,10 +60,25 @@ def weights_hashes(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
 
 def identity(config: Mapping[str, Any], what: Mapping[str, Any]) -> dict[str, Any]:
     """What determines a cell's result: its resolved config, ``what`` (steps, data, split, skipped parts),
-    esgkit's version and the weights' hashes."""
+    esgkit's version and the weights' hashes — but not those of the weights a training cell replaces
+    with its own (the pipeline's ``weights_key``): shipping a model must not re-key the grid it came from."""
     from esgkit import __version__
 
-    return {"config": dict(config), **dict(what), "esgkit": __version__, "weights": weights_hashes(config)}
+    weights = weights_hashes(config)
+    if "train" in what.get("do", ()):
+        weights.pop(trained_weights_key(config), None)
+    return {"config": dict(config), **dict(what), "esgkit": __version__, "weights": weights}
+
+
+def trained_weights_key(config: Mapping[str, Any]) -> str:
+    """The dotted key of the weights that training the config's pipeline produces ("" when none)."""
+    from esgkit.core import get_registry
+
+    name = str((config.get("pipeline") or {}).get("name", ""))
+    try:
+        return str(get_registry().get("pipeline", name, "pipeline.name").weights_key or "")
+    except Exception:  # an unknown pipeline is refused when the cell is composed, not here
+        return ""
 
 
 def digest(data: Any, n: int = 12) -> str:
@@ -102,5 +118,5 @@ def is_done(folder: Path) -> bool:
     return read_status(folder)["state"] == "done" and (folder / "metrics.json").is_file()
 
 
-__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_status", "update_status",
-           "weights_hashes", "write_status"]
+__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_status", "trained_weights_key",
+           "update_status", "weights_hashes", "write_status"]

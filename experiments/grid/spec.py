@@ -237,11 +237,12 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
 
 
 def plan(spec: GridSpec) -> list[CellPlan]:
-    """Every cell of the grid, in order: the product of the axes, then the seeds."""
+    """Every cell of the grid, in order: seed by seed, the product of the axes — a grid stopped early has
+    whole tables at its first seeds, not every seed of its first rows."""
     cells = []
     seeds = spec.seeds if spec.seeds is not None else [None]
-    for index, (combo, seed) in enumerate(itertools.product(itertools.product(*(range(len(a.names)) for a in spec.axes)),
-                                                            seeds)):
+    combos = list(itertools.product(*(range(len(a.names)) for a in spec.axes)))
+    for index, (seed, combo) in enumerate(itertools.product(seeds, combos)):
         overrides, choices = list(spec.overrides), {}
         for axis, i in zip(spec.axes, combo):
             choices[axis.title] = axis.names[i]

@@ -274,3 +274,19 @@ def test_subsets_score_every_cell_again_under_the_readers_options(data, tmp_path
     assert "subsets" not in parse_spec({"base": "pbrec_mt_tiny", "data": str(data)}).on.identity()
     with pytest.raises(ConfigError, match="subsets"):
         parse_spec({"base": "pbrec_mt_tiny", "data": str(data), "subsets": {"relational": "expressions=relational"}})
+
+
+def test_shipping_a_trained_model_does_not_re_key_its_training_cells(tmp_path):
+    """A training cell replaces the pipeline's weights with its own: their hash is not its identity (so
+    copying a cell's weights into models/ keeps the grid's folders); an evaluation cell's still is."""
+    from esgkit.experiments.grid import cells
+    from esgkit.experiments.grid.cells import digest, identity
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"one")
+    config = {"pipeline": {"name": "referring", "checkpoint": str(weights)}, "referrer": {"name": "cmpc"}}
+    before = {tuple(do): digest(identity(config, {"do": do})) for do in (["train", "eval"], ["eval"])}
+    weights.write_bytes(b"two")
+    cells._FILE_HASHES.clear()
+    after = {tuple(do): digest(identity(config, {"do": do})) for do in (["train", "eval"], ["eval"])}
+    assert before[("train", "eval")] == after[("train", "eval")] and before[("eval",)] != after[("eval",)]

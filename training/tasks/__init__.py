@@ -1,7 +1,8 @@
 """The built-in training tasks, registered as the ``task`` kind: ``gella`` (GELLA's losses on
 ShapesWorld), ``cropformer`` / ``mask2former`` (the segmenter of a colormap config), ``sam`` (the tiny
 SAM, point prompts), ``referring`` (PBREC-MT's comprehension stage on ShapesWorld refs),
-``referring_masks`` (one-stage referring segmenters: CMPC). ``esgkit train`` picks one for a config
+``referring_masks`` (one-stage referring segmenters: CMPC), ``referring_joint`` (a box and a mask:
+UniQRNet). ``esgkit train`` picks one for a config
 (``esgkit.training.run.task_name``)."""
 
 from esgkit.core.lazy import builtin_components
@@ -19,4 +20,6 @@ __all__, __getattr__, __dir__, register_builtins = builtin_components(__name__, 
      "a referring pipeline's text encoder + referrer on ShapesWorld refs (PBREC-MT: soft center/mass-ness)"),
     ("task", "referring_masks", "referring:ReferringMaskTask",
      "a one-stage referring segmenter (CMPC) on ShapesWorld refs: final + per-level mask BCE"),
+    ("task", "referring_joint", "referring:ReferringJointTask",
+     "a box + mask referrer (UniQRNet) on ShapesWorld refs: L1 + GIoU, mask BCE + Dice, balanced"),
 ])

@@ -20,6 +20,11 @@ referred mask placed there (its area share per pixel): ``final_weight``·BCE(fin
 ``level_weight``·Σ BCE(level) (CMPC: 0.7 and 0.1); ``dice_weight`` > 0 adds a Dice loss to each term
 (not the paper; for small referred shapes).
 
+``referring_joint`` — joint box + mask referrers (UniQRNet, seed 001): L_box = ``l1_weight``·L1 +
+``giou_weight``·(1 − GIoU) on the [REG] box (QRNet: 1 and 1); L_mask = BCE (+ ``dice_weight``·Dice) of
+the mask logits + ``stage_weight``·Σ the same on each backbone stage's intermediate logits; the two
+balanced by the referrer's ``loss_balance`` (learned log-variances, or ``box_weight`` / ``mask_weight``).
+
 Each image is prepared once (input tensor, every ref's targets); each step draws one of an image's
 expressions from torch's RNG (checkpointed: ``--resume`` is exact). A pretrained text encoder (the
 shipped MiniLM) stays frozen unless ``train_text_encoder``; one without weights of its own (``hashed``,
@@ -42,7 +47,7 @@ from torch import Tensor, nn
 from esgkit.core import get_registry
 from esgkit.core.errors import ConfigError, InputError
 from esgkit.core.schema import to_container
-from esgkit.layers.geometry import resize_pad
+from esgkit.layers.geometry import mask_boxes, resize_pad
 from esgkit.pipelines.referring.pipeline import ReferringModel, ReferringPipeline
 
 from ..data import PreparedSplit
@@ -83,6 +88,31 @@ class ReferringMaskTrainConfig(ReferringSettings):
     level_weight: float = 0.1       # BCE of each level's auxiliary logits (CMPC: 0.1; 0 = none)
     dice_weight: float = 0.0        # + this × Dice loss in each term (not the paper: ShapesWorld's referred
                                     # shapes cover ~1% of the image and BCE alone learns empty masks)
+
+
+@dataclass
+class ReferringJointTrainConfig(ReferringSettings):
+    """``train:`` keys of the ``referring_joint`` task (a box and mask logits, UniQRNet)."""
+
+    l1_weight: float = 1.0          # QRNet: L1 + GIoU, 1 each
+    giou_weight: float = 1.0
+    dice_weight: float = 1.0        # + Dice in each mask term (as referring_masks)
+    stage_weight: float = 0.1       # each backbone stage's intermediate mask term (intermediate_supervision)
+    box_weight: float = 1.0         # loss_balance: fixed — the weights of the box and mask losses
+    mask_weight: float = 1.0
+
+
+def mask_loss(logits: Tensor, target: Tensor, dice_weight: float) -> Tensor:
+    """BCE (+ ``dice_weight``·Dice) of (B, h, w) mask logits, upsampled to the (B, S, S) target."""
+    up = F.interpolate(logits[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    loss = F.binary_cross_entropy_with_logits(up, target)
+    return loss + dice_weight * dice_loss(up.flatten(1), target.flatten(1), len(up)) if dice_weight else loss
+
+
+def square_masks(masks: Any, size: int) -> Tensor:
+    """bool (N, H, W) masks → their area share per pixel of the input square, uint8 (0..255) to save memory."""
+    square, _ = resize_pad(torch.from_numpy(masks).float(), size, mode="area")
+    return (square.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 class ReferringSamples(PreparedSplit):
@@ -223,25 +253,65 @@ class ReferringMaskTask(ReferringTaskBase):
                               f"dice_weight {c.dice_weight} ≥ 0", key="train.final_weight")
 
     def targets(self, size: tuple[int, int], masks: Any) -> dict[str, Tensor]:
-        """The masks' area share per pixel of the input square, kept as uint8 (0..255) to save memory."""
-        square, _ = resize_pad(torch.from_numpy(masks).float(), self.referrer.config.image_size, mode="area")
-        return {"mask": (square.clamp(0, 1) * 255).round().to(torch.uint8)}
+        return {"mask": square_masks(masks, self.referrer.config.image_size)}
 
     def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         c = self.task_config
         out = model.referrer(batch["images"], model.encode(batch["texts"]))
         target = batch["mask"].float() / 255
-
-        def bce(logits: Tensor) -> Tensor:
-            up = F.interpolate(logits[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-            loss = F.binary_cross_entropy_with_logits(up, target)
-            return loss + c.dice_weight * dice_loss(up.flatten(1), target.flatten(1), len(up)) if c.dice_weight else loss
-
-        losses = {"final": c.final_weight * bce(out["final"])}
+        losses = {"final": c.final_weight * mask_loss(out["final"], target, c.dice_weight)}
         if c.level_weight > 0:
-            losses["levels"] = c.level_weight * torch.stack([bce(level) for level in out["levels"]]).sum()
+            losses["levels"] = c.level_weight * torch.stack([mask_loss(lv, target, c.dice_weight)
+                                                             for lv in out["levels"]]).sum()
         return losses
 
 
-__all__ = ["ReferringMaskTask", "ReferringMaskTrainConfig", "ReferringSamples", "ReferringSettings", "ReferringTask",
-           "ReferringTaskBase", "ReferringTrainConfig"]
+class ReferringJointTask(ReferringTaskBase):
+    """Joint referring comprehension and segmentation (UniQRNet): the referrer's [REG] box against the
+    referred mask's box, its mask logits (and intermediate stage logits) against the mask, the two
+    losses balanced by the referrer (``loss_balance``)."""
+
+    Config = ReferringJointTrainConfig
+    loss_keys = ("loss", "box", "mask")
+    target_keys = ("mask", "box")
+    image_keys = ("valid",)
+
+    def __init__(self, pipeline_config: Any, data_dir: str | Path,
+                 settings: ReferringJointTrainConfig | None = None) -> None:
+        super().__init__(pipeline_config, data_dir, settings)
+        c = self.task_config
+        weights = {k: getattr(c, k) for k in ("l1_weight", "giou_weight", "dice_weight", "stage_weight", "box_weight",
+                                              "mask_weight")}
+        if any(v < 0 for v in weights.values()) or c.l1_weight + c.giou_weight == 0:
+            raise ConfigError(f"the loss weights {weights} must be ≥ 0, l1_weight + giou_weight > 0",
+                              key="train.l1_weight")
+
+    def targets(self, size: tuple[int, int], masks: Any) -> dict[str, Tensor]:
+        """The masks on the input square and their boxes as (cx, cy, w, h) in [0, 1] of the square."""
+        side = self.referrer.config.image_size
+        scale = side / max(masks.shape[1:])
+        x, y, w, h = torch.from_numpy(mask_boxes(masks)).float().unbind(1)
+        box = torch.stack([x + w / 2, y + h / 2, w, h], 1) * scale / side
+        return {"mask": square_masks(masks, side), "box": box, "valid": self.referrer.valid_tokens([size])[0]}
+
+    def losses(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        from torchvision.ops import box_convert, generalized_box_iou_loss
+
+        c = self.task_config
+        referrer = model.referrer
+        out = referrer(batch["images"], model.encode(batch["texts"]), batch["valid"])
+        target = batch["mask"].float() / 255
+        losses: dict[str, Tensor] = {}
+        if out["box"] is not None:
+            pred, true = (box_convert(b, "cxcywh", "xyxy") for b in (out["box"], batch["box"]))
+            losses["box"] = (c.l1_weight * F.l1_loss(out["box"], batch["box"])
+                             + c.giou_weight * generalized_box_iou_loss(pred, true, reduction="mean"))
+        terms = ([mask_loss(out["mask"], target, c.dice_weight)] if out["mask"] is not None else []) + \
+            [c.stage_weight * mask_loss(s, target, c.dice_weight) for s in out["stages"]]
+        if terms:
+            losses["mask"] = torch.stack(terms).sum()
+        return referrer.balance(losses, {"box": c.box_weight, "mask": c.mask_weight})
+
+
+__all__ = ["ReferringJointTask", "ReferringJointTrainConfig", "ReferringMaskTask", "ReferringMaskTrainConfig",
+           "ReferringSamples", "ReferringSettings", "ReferringTask", "ReferringTaskBase", "ReferringTrainConfig"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from esgkit.components.referrers.pbrec import (PBRECReferrer, box_iou_matrix, center_maps, consensus_vote,
-                                               mask_centroids, mask_iou_matrix, mass_maps)
+from esgkit.components.referrers.pbrec import PBRECReferrer, center_maps, consensus_vote, mask_centroids, mass_maps
 from esgkit.core import EntityMasks, TextFeatures
+from esgkit.layers.overlap import box_iou_matrix, mask_iou_matrix
 from esgkit.core.errors import ConfigError
 from esgkit.layers.geometry import mask_boxes
 
