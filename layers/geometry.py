@@ -88,5 +88,13 @@ def valid_cells(sizes: list[tuple[int, int]], stride: int, grid: tuple[int, int]
     return out.flatten(1)
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "cell_coverage", "imagenet_input", "mask_boxes", "resize_pad", "sample_masks",
-           "valid_cells"]
+
+def logits_to_image(logits: torch.Tensor, size: int, valid: tuple[int, int], shape: tuple[int, int]) -> torch.Tensor:
+    """(B, h, w) logits over the padded ``size``² square → (B, H, W) at the image's own ``shape``: upsampled
+    to the square, the padding (outside ``valid``, the (h, w) ``resize_pad`` gave) cut off, resized."""
+    up = F.interpolate(logits[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(up[:, :, : valid[0], : valid[1]], size=shape, mode="bilinear", align_corners=False)[:, 0]
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "cell_coverage", "imagenet_input", "logits_to_image", "mask_boxes",
+           "resize_pad", "sample_masks", "valid_cells"]

@@ -38,7 +38,7 @@ from esgkit.core import EntityMasks, Referral, Referrer, TextFeatures
 from esgkit.core.errors import ConfigError
 from esgkit.layers.backbones import LevelBackbone
 from esgkit.layers.fusion import MutanFusion
-from esgkit.layers.geometry import imagenet_input, mask_boxes
+from esgkit.layers.geometry import imagenet_input, logits_to_image, mask_boxes
 from esgkit.layers.recurrent import ConvLSTM
 
 WORD_TYPES = ("entity", "attribute", "relation", "other")
@@ -250,9 +250,7 @@ class CMPCReferrer(nn.Module, Referrer):
         device = self.mask_head.weight.device
         x, (h, w) = self.preprocess(image)
         logits = self(x[None].to(device), text)["final"]
-        size = self.config.image_size
-        up = F.interpolate(logits[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, :, :h, :w]
-        return F.interpolate(up, size=image.shape[:2], mode="bilinear", align_corners=False)[:, 0].sigmoid().cpu()
+        return logits_to_image(logits, self.config.image_size, (h, w), image.shape[:2]).sigmoid().cpu()
 
     def refer(self, image: np.ndarray, text: TextFeatures, proposals: EntityMasks | None = None) -> list[Referral]:
         """The mask is σ(logits) > threshold; the box its bounding box; the score its mean probability.

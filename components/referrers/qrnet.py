@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from esgkit.core import EntityMasks, Referral, Referrer, TextFeatures
 from esgkit.core.errors import ConfigError, InputError
 from esgkit.layers.backbones import StagedBackbone
-from esgkit.layers.geometry import imagenet_input, mask_boxes, valid_cells
+from esgkit.layers.geometry import imagenet_input, logits_to_image, mask_boxes, valid_cells
 from esgkit.layers.overlap import box_iou_matrix
 from esgkit.layers.positions import sine_1d, sine_2d
 from esgkit.layers.query_attention import QueryDynamicAttention
@@ -264,9 +264,7 @@ class QRNetReferrer(nn.Module, Referrer):
             x1, y1 = (cx + bw / 2).clamp(0, width), (cy + bh / 2).clamp(0, height)
             boxes = torch.stack([x0, y0, x1 - x0, y1 - y0], 1).numpy()
         if out["mask"] is not None:
-            up = F.interpolate(out["mask"][:, None], size=(c.image_size, c.image_size), mode="bilinear",
-                               align_corners=False)[:, :, : size[0], : size[1]]
-            probs = F.interpolate(up, size=(height, width), mode="bilinear", align_corners=False)[:, 0].sigmoid().cpu()
+            probs = logits_to_image(out["mask"], c.image_size, size, (height, width)).sigmoid().cpu()
         result = []
         for k in range(n):
             entity = None
