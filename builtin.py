@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "esgkit.evaluation.cli",
     "esgkit.training.cli",
     "esgkit.experiments.grid.cli",
+    "esgkit.ui.cli",
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent / "pipelines" / "configs"

@@ -237,7 +237,8 @@ def cmd_config_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline on one image into ``--out`` (kind ``run`` of ``esgkit.core.outputs``: a new or
-    empty folder, or one `esgkit run` wrote; other files only with ``--overwrite``)."""
+    empty folder, or one `esgkit run` wrote; other files only with ``--overwrite``), then print the
+    pipeline's ``summary`` of the result (GELLA: noun → entities, score) and the files written."""
     from .config import load_config, section_of
     from .io import load_image, load_masks
     from .outputs import check_folder, claim_folder
@@ -263,6 +264,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = claim_folder(args.out, "run", overwrite)
     paths = pipeline.write(result, str(out.path), image)  # each file written atomically
     out.record(*paths)
+    summary = pipeline.summary(result)  # an empty result has been warned about by run (stderr)
+    if summary:
+        print(summary)
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -437,6 +437,12 @@ class Pipeline(Component):
         ``save_masks``, ``esgkit.core.outputs.atomic_write``) so a crash never leaves a torn one."""
         raise NotImplementedError(f"{type(self).__name__} does not write results")
 
+    def summary(self, result: Any) -> str:
+        """What ``esgkit run`` prints about a result before the files it wrote: a few lines for a person
+        (a table of what was found), or "" to print nothing, the default. An empty result is ``run``'s
+        to warn about (``warnings.warn``, shown as ``esgkit: warning: …``): a summary does not repeat it."""
+        return ""
+
     def predict(self, dataset: Dataset, out_dir: str, *, max_images: int = 0, skip: Collection[str] = (),
                 progress: bool = True) -> list[Predictions]:
         """Run on the first ``max_images`` samples of ``dataset`` (0 = all) and write prediction

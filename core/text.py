@@ -1,10 +1,13 @@
-"""Checking text that enters esgkit from outside: captions given on the command line or to
-``Pipeline.run``. A caption is checked once, where it enters, so the parts behind it (tokenizer,
-noun extraction, the JSON written) never see an empty string or a control character."""
+"""Text in and out. In: captions given on the command line or to ``Pipeline.run``, checked once
+where they enter, so the parts behind them (tokenizer, noun extraction, the JSON written) never see
+an empty string or a control character. Out: the small aligned tables the commands print
+(``text_table``)."""
 
 from __future__ import annotations
 
 import unicodedata
+
+from collections.abc import Collection, Sequence
 
 from .errors import InputError
 
@@ -46,4 +49,14 @@ def check_expression(text: object, what: str = "--expression") -> str:
 EXAMPLE_EXPRESSION = "the leftmost red square"
 
 
-__all__ = ["EXAMPLE_CAPTION", "EXAMPLE_EXPRESSION", "check_caption", "check_expression"]
+def text_table(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
+    """``rows`` (the first is the header) as columns two spaces apart with a rule under the header;
+    the columns numbered in ``right`` (numbers) are right-aligned."""
+    width = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(width[k]) if k in right else c.ljust(width[k]) for k, c in enumerate(r)).rstrip()
+             for r in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+__all__ = ["EXAMPLE_CAPTION", "EXAMPLE_EXPRESSION", "check_caption", "check_expression", "text_table"]

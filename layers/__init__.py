@@ -14,7 +14,7 @@ from esgkit.core.lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("PyramidBackbone", "build_pyramid_backbone"), "backbones"),
     **dict.fromkeys(("resize_pad", "sample_masks"), "geometry"),
-    **dict.fromkeys(("draw_overlay", "paint"), "painting"),
+    **dict.fromkeys(("draw_entities", "draw_overlay", "paint"), "painting"),
     "point_sample": "points",
     **dict.fromkeys(("MatchCosts", "hungarian_match"), "matching"),
     **dict.fromkeys(("load_state", "load_weights", "read_state_dict", "weights_path"), "weights"),

@@ -11,10 +11,11 @@ ShapesWorld scene:
    its description and grounds each onto those entities — or, with ``--caption``, grounds the nouns
    of the user's caption instead (``--narrative``: the scene's own ShapesWorld narrative, the kind of
    caption the model was trained on).
-4. ``esg.png`` (left: every entity found, one colour each; right: each noun's entities in one colour,
-   labelled, with a legend), the two panels alone (``entities.png``, ``overlay.png``),
-   ``grounding.json`` (phrases, entity ids, scores, COCO-RLE masks) and ``image.png`` are written to
-   ``--out``, and a table noun → entities, score is printed. ``--out`` is a new or empty folder, or
+4. ``esg.png`` (left: every entity found, each outlined in its own palette colour; right: each noun's
+   entities outlined in that noun's colour, labelled, with a legend naming each noun once), the two
+   panels alone (``entities.png``, ``overlay.png``), ``grounding.json`` (phrases, entity ids, scores,
+   COCO-RLE masks) and ``image.png`` are written to ``--out``, and the table noun → entities, score
+   (the pipeline's ``summary``, as ``esgkit run`` prints it) is printed. ``--out`` is a new or empty folder, or
    one an earlier demo wrote (rerunning into ``esgkit_demo`` just replaces its files); a folder with
    other files is refused unless ``--overwrite`` (``esgkit.core.outputs``). Each file is written atomically.
 """
@@ -71,27 +72,21 @@ def demo_scene(seed: int = 0, size: str = "512x512") -> dict[str, Any]:
         return ShapesWorldDataset(ShapesWorldDataset.Config(root=tmp, split="demo"))[0]
 
 
-def format_table(result: Any) -> str:
-    """noun → entity ids, scores, as a small text table."""
-    rows = [("noun", "entities", "score")]
-    for g in result.groundings:
-        ids = ", ".join(str(i) for i in g.entity_ids) or "-"
-        score = f"{max(g.scores):.2f}" if g.scores else "-"
-        rows.append((g.phrase.text, ids, score))
-    width = [max(len(r[k]) for r in rows) for k in range(3)]
-    lines = [f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:>{width[2]}}" for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+def side_by_side(left: Any, right: Any) -> Any:
+    """Two uint8 pictures next to each other, the shorter padded with white below."""
+    import numpy as np
+
+    h = max(left.shape[0], right.shape[0])
+    pad = [np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in (left, right)]
+    return np.concatenate(pad, axis=1)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from esgkit.core import build_pipeline
     from esgkit.core.io import load_image, save_image
     from esgkit.core.outputs import check_folder, claim_folder
     from esgkit.core.text import check_caption
-    from esgkit.layers.painting import draw_overlay
+    from esgkit.layers.painting import draw_entities
 
     user_caption = check_caption(args.caption) if args.caption is not None else None  # before any work
     overwrite = getattr(args, "overwrite", False)
@@ -107,10 +102,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     save_image(out / "image.png", image)  # every file atomically
     paths = pipeline.write(result, str(out), image)
     entities = result.masks
-    colors = [tuple(int(v) for v in c) for c in np.random.default_rng(0).integers(40, 256, (len(entities), 3))]
-    found = draw_overlay(image, list(entities.masks), colors, alpha=0.6)
+    found = draw_entities(image, list(entities.masks))
     save_image(out / "entities.png", found)
-    save_image(out / "esg.png", np.concatenate([found, load_image(out / "overlay.png")], axis=1))
+    save_image(out / "esg.png", side_by_side(found, load_image(out / "overlay.png")))
     h, w = image.shape[:2]
     source = "ground-truth masks" if args.gt_masks or type(pipeline.segmenter).__name__ == "GroundTruthSegmenter" \
         else f"the {type(pipeline.segmenter).__name__.removesuffix('Segmenter')} segmenter"
@@ -120,11 +114,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"GELLA's description: {result.caption.text!r}")
     else:
         print(f"{'the scene narrative' if getattr(args, 'narrative', False) else 'caption'}: {caption!r}")
-    if not result.groundings:
-        where = "the caption" if caption is not None else "GELLA's description"
-        print(f"no nouns found in {where}: nothing to ground (the grounding is empty)")
-    else:
-        print(format_table(result))
+    summary = pipeline.summary(result)  # none without a noun phrase: run has warned (stderr)
+    if summary:
+        print(summary)
     written = [str(out / "image.png"), str(out / "entities.png"), *paths, str(out / "esg.png")]
     folder.record(*written)
     for p in written:
@@ -154,4 +146,4 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_CONFIG", "add_commands", "demo_scene", "format_table"]
+__all__ = ["DEFAULT_CONFIG", "add_commands", "demo_scene", "side_by_side"]

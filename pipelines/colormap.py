@@ -1,9 +1,12 @@
 """The colormap pipeline: a segmenter then a colorizer — the first half of GELLA's input path, and a
-quick way to see what any segmenter produces. On a dataset it predicts the segmenter's entity masks,
-scored by class-agnostic entity AP (``entity`` evaluator: APe, APe_L, …)."""
+quick way to see what any segmenter produces. ``colormap.png`` is the colorizer's output (what GELLA's
+colormap encoder sees); ``overlay.png`` is for people: every entity outlined in a distinct palette
+colour over the image (``esgkit.layers.painting.draw_entities``). On a dataset it predicts the
+segmenter's entity masks, scored by class-agnostic entity AP (``entity`` evaluator: APe, APe_L, …)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Collection
@@ -16,7 +19,7 @@ from esgkit.core import Colorizer, Colormap, Dataset, EntityMasks, Pipeline, Pre
 from esgkit.core.io import save_image, save_masks
 from esgkit.core.outputs import atomic_write
 from esgkit.core.types import encode_rle
-from esgkit.layers.painting import draw_overlay
+from esgkit.layers.painting import FILL_ALPHA, draw_entities
 
 
 def entity_predictions(segmenter: Segmenter, dataset: Dataset, out_dir: str, max_images: int = 0,
@@ -38,11 +41,24 @@ def entity_predictions(segmenter: Segmenter, dataset: Dataset, out_dir: str, max
     return Predictions("entity", gt, str(pred), {**options, "variants": variants}, name="entity")
 
 
+def no_entity_hint(segmenter: Segmenter) -> str:
+    """What to try when ``segmenter`` found no entity: for one that reads masks made elsewhere, check
+    them; else a lower value of its own positive thresholds, or another segmenter."""
+    if not segmenter.cacheable:  # ground_truth, from_files: the masks given are empty
+        return "the masks it was given hold no entity; check --masks (or the mask files)"
+    config = getattr(segmenter, "config", None)
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) \
+        else {}
+    keys = [f"segmenter.{k} (now {v})" for k, v in values.items() if "thresh" in k and isinstance(v, float) and v > 0]
+    lower = f"a lower {' or '.join(keys)}, or " if keys else ""
+    return f"try {lower}another segmenter (--segmenter NAME, e.g. sam_tiny or cropformer_tiny)"
+
+
 def warn_no_entities(segmenter: Segmenter, image_id: str | None, consequence: str) -> None:
-    """The one-line warning of a segmenter that found no entity in an image."""
+    """The one-line warning of a segmenter that found no entity in an image: what follows, what to try."""
     where = f"image {image_id!r}" if image_id else "the image"
-    warnings.warn(f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: {consequence}",
-                  stacklevel=4)  # the caller of run (through the input check)
+    warnings.warn(f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: {consequence}; "
+                  f"{no_entity_hint(segmenter)}", stacklevel=4)  # the caller of run (through the input check)
 
 
 @dataclass
@@ -60,7 +76,7 @@ class ColormapPipeline(Pipeline):
 
     @dataclass
     class Config:
-        alpha: float = 0.55  # overlay opacity
+        alpha: float = FILL_ALPHA  # opacity of the fill in overlay.png (outlines are opaque)
 
     def __init__(self, config: ColormapPipeline.Config, segmenter: Segmenter, colorizer: Colorizer) -> None:
         self.config, self.segmenter, self.colorizer = config, segmenter, colorizer
@@ -77,12 +93,20 @@ class ColormapPipeline(Pipeline):
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "colormap.png", out / "overlay.png", out / "masks.json"]
         save_image(paths[0], result.colormap.image)
-        order = np.argsort(result.masks.scores, kind="stable")
-        overlay = draw_overlay(image, [result.masks.masks[i] for i in order],
-                               [result.colormap.colors[i] for i in order], alpha=self.config.alpha)
-        save_image(paths[1], overlay)
+        order = np.argsort(result.masks.scores, kind="stable")  # the higher score on top
+        save_image(paths[1], draw_entities(image, [result.masks.masks[i] for i in order], alpha=self.config.alpha))
         save_masks(paths[2], result.masks)
         return [str(p) for p in paths]
+
+    def summary(self, result: ColormapResult) -> str:
+        """How many entities, their scores and how much of the image they cover ("" for none: ``run``
+        has warned)."""
+        masks = result.masks
+        if len(masks) == 0:
+            return ""
+        scores, covered = np.asarray(masks.scores), masks.masks.any(0).mean()
+        return (f"{len(masks)} entities (scores {scores.min():.2f} to {scores.max():.2f}) covering {covered:.0%} "
+                "of the image")
 
     def predict(self, dataset: Dataset, out_dir: str, *, max_images: int = 0, skip: Collection[str] = (),
                 progress: bool = True) -> list[Predictions]:
@@ -92,4 +116,4 @@ class ColormapPipeline(Pipeline):
         return [entity_predictions(self.segmenter, dataset, out_dir, max_images, progress)]
 
 
-__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions", "warn_no_entities"]
+__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions", "no_entity_hint", "warn_no_entities"]

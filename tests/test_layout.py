@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("core", "layers", "components", "pipelines", "datasets", "evaluation", "training", "experiments",
-               "models")
+               "ui", "models")
 
 
 def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -30,7 +30,7 @@ same padded square.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,18 +45,16 @@ from esgkit.core import (
     Predictions, Segmenter, VisionEncoder,
 )
 from esgkit.core.errors import ConfigError
+from esgkit.core.text import EXAMPLE_CAPTION, text_table
 from esgkit.layers.geometry import resize_pad, sample_masks
 from esgkit.layers.matching import MatchCosts, hungarian_match
-from esgkit.layers.painting import draw_overlay, paint
+from esgkit.layers.painting import FILL_ALPHA, draw_overlay, paint, palette_color
 from esgkit.layers.weights import load_state, read_state_dict
 
+from ..colormap import no_entity_hint
 from . import predict as prediction
 
 NEURAL_SLOTS = ("colormap_encoder", "vision_encoder", "fuser", "mask_decoder", "language_decoder", "associator")
-
-# Distinct overlay colours, one per phrase (cycled).
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
 
 
 def silhouettes(masks: np.ndarray, size: int) -> torch.Tensor:
@@ -78,25 +76,45 @@ def silhouettes(masks: np.ndarray, size: int) -> torch.Tensor:
     return out.flatten(1)
 
 
-def warn_if_empty(result: Grounding, caption: str | None, image_id: str | None, segmenter: str,
+def warn_if_empty(result: Grounding, caption: str | None, image_id: str | None, segmenter: Segmenter,
                   threshold: float) -> None:
-    """One warning when a grounding is empty: no entity to ground on, no noun phrase in the caption
-    (or the model's description), or phrases that no entity scores ``threshold`` for."""
+    """One warning when a grounding is empty, saying which way and what to try: no entity to ground
+    on, no noun phrase in the caption (or the model's description), or phrases that no entity scores
+    ``threshold`` for. ``esgkit run`` prints it as its warning line (the summary does not repeat it)."""
     where = f"image {image_id!r}" if image_id else "the image"
     if len(result.masks) == 0:
-        message = f"the segmenter ({segmenter}) found no entity in {where}: there is nothing to ground the phrases on"
+        message = (f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: there is nothing to "
+                   f"ground the phrases on; {no_entity_hint(segmenter)}")
     elif not result.groundings:
         text = caption if caption is not None else result.caption.text
         source = "the caption" if caption is not None else f"the model's description of {where}"
-        message = f"no noun phrase found in {source} {_short(text)} (by the model's noun extraction): nothing to ground"
+        message = (f"no noun phrase found in {source} {_short(text)} (by the model's noun extraction): nothing to "
+                   f"ground; give a --caption that names things, e.g. {EXAMPLE_CAPTION!r}")
     elif not any(g.entity_ids for g in result.groundings):
         phrases = ", ".join(repr(g.phrase.text) for g in result.groundings[:5])
         more = f" and {len(result.groundings) - 5} more" if len(result.groundings) > 5 else ""
         message = (f"no noun phrase ({phrases}{more}) was grounded on any of the {len(result.masks)} entities of "
-                   f"{where}: no association reached pipeline.threshold = {threshold}")
+                   f"{where}: no association reached pipeline.threshold = {threshold}; try a lower one "
+                   f"(pipeline.threshold={threshold / 2:g})")
     else:
         return
     warnings.warn(message, stacklevel=4)  # the caller of run (through the input check)
+
+
+def phrase_colors(result: Grounding) -> list[tuple[int, int, int]]:
+    """One palette colour per grounding, in ``result.groundings`` order: phrases of equal text share
+    one, so a phrase the caption repeats is one colour (and one legend row) wherever it is drawn."""
+    index: dict[str, int] = {}
+    return [palette_color(index.setdefault(g.phrase.text, len(index))) for g in result.groundings]
+
+
+def format_table(result: Grounding) -> str:
+    """noun → entity ids, best score: the table ``esgkit run`` and ``esgkit demo`` print."""
+    rows = [("noun", "entities", "score")]
+    for g in result.groundings:
+        rows.append((g.phrase.text, ", ".join(str(i) for i in g.entity_ids) or "-",
+                     f"{max(g.scores):.2f}" if g.scores else "-"))
+    return text_table(rows, right={2})
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -135,7 +153,7 @@ class GellaPipeline(Pipeline):
                                  # a relative path missing from the working folder is read from the
                                  # installed esgkit package (shipped weights: models/...)
         device: str = "cpu"
-        alpha: float = 0.55      # overlay opacity
+        alpha: float = FILL_ALPHA  # opacity of the fill in overlay.png (outlines and labels are opaque)
         meta_device: bool = False  # a paper-scale preset without weights: build it under
                                    # `with torch.device("meta")` (esgkit profile); it cannot run
         # panoptic segmentation by category prompt (paper §5.3.3; pipelines/gella/panoptic.py)
@@ -286,7 +304,7 @@ class GellaPipeline(Pipeline):
         finally:
             self.model.train(was_training)
         result = self.ground(lang, caption, logits, query_entity, entities)
-        warn_if_empty(result, caption, image_id, type(self.segmenter).__name__, self.config.threshold)
+        warn_if_empty(result, caption, image_id, self.segmenter, self.config.threshold)
         return result
 
     def entity_embeddings(self, out: MaskDecoderOutput, query_entity: list[torch.Tensor],
@@ -377,32 +395,51 @@ class GellaPipeline(Pipeline):
         return Grounding(cap, tuple(groundings), entities)
 
     # ------------------------------------------------------------------ output
+    def overlay(self, result: Grounding, image: np.ndarray, only: Sequence[int] | None = None,
+                legend: bool = True) -> np.ndarray:
+        """The picture of a grounding (uint8 RGB): each grounded entity outlined and lightly filled in
+        its phrase's colour (``phrase_colors``; an entity of several phrases takes its best-scoring
+        one's) and labelled with its phrases, and a legend strip on the right naming each phrase once
+        with its number of entities. ``only``: just these grounding indices; ``legend=False``: no
+        strip, so the picture has the image's size (a page that shows the colours in its text)."""
+        picked = range(len(result.groundings)) if only is None else list(only)
+        wrong = [k for k in picked if not 0 <= k < len(result.groundings)]
+        if wrong:
+            raise InputError(f"phrase {wrong[0]}: this grounding has {len(result.groundings)} phrases")
+        colors = phrase_colors(result)
+        best: dict[int, tuple[float, int, int]] = {}  # entity → (score, grounding, rank in that grounding)
+        names: dict[int, list[str]] = {}
+        rows: dict[str, tuple[set[int], tuple[int, int, int]]] = {}  # phrase text → (entities, colour)
+        for k in picked:
+            g = result.groundings[k]
+            rows.setdefault(g.phrase.text, (set(), colors[k]))[0].update(g.entity_ids)
+            for rank, (eid, score) in enumerate(zip(g.entity_ids, g.scores)):
+                if g.phrase.text not in names.setdefault(eid, []):
+                    names[eid].append(g.phrase.text)
+                if eid not in best or score > best[eid][0]:
+                    best[eid] = (score, k, rank)
+        order = sorted(best, key=lambda e: best[e][0])  # fill: the higher score on top
+        pos = {int(i): j for j, i in enumerate(result.masks.ids)}
+        masks = [result.masks.masks[pos[e]] for e in order]
+        labels_first = sorted(range(len(order)), key=lambda i: best[order[i]][2])  # each phrase's best entity first
+        return draw_overlay(image, masks, [colors[best[e][1]] for e in order], [" / ".join(names[e]) for e in order],
+                            [(f"{text} ({len(ids)})", c) for text, (ids, c) in rows.items()] if legend else None,
+                            alpha=self.config.alpha, label_order=labels_first)
+
+    def summary(self, result: Grounding) -> str:
+        """``format_table``: noun → entity ids, score ("" with no noun phrase: ``run`` has warned)."""
+        return format_table(result) if result.groundings else ""
+
     def write(self, result: Grounding, out_dir: str, image: np.ndarray) -> list[str]:
-        """``grounding.json`` (phrases, entity ids, scores, COCO-RLE masks) and ``overlay.png`` (each
-        phrase's masks in one colour, labelled with the phrase, and a legend)."""
+        """``grounding.json`` (phrases, entity ids, scores, COCO-RLE masks) and ``overlay.png``
+        (``overlay``: each phrase's entities in its colour, labelled, and a legend)."""
         from esgkit.core.io import save_image
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         json_path, png_path = out / "grounding.json", out / "overlay.png"
         result.save(json_path)
-        # One drawn mask per entity: the colour of its best-scoring phrase, labelled with every phrase
-        # grounded on it (so an entity shared by two phrases is not painted twice).
-        pos = {int(i): j for j, i in enumerate(result.masks.ids)}
-        best: dict[int, tuple[float, int]] = {}
-        names: dict[int, list[str]] = {}
-        legend = []
-        for k, g in enumerate(result.groundings):
-            legend.append((f"{g.phrase.text} ({len(g.entity_ids)})", PALETTE[k % len(PALETTE)]))
-            for eid, score in zip(g.entity_ids, g.scores):
-                names.setdefault(eid, []).append(g.phrase.text)
-                if eid not in best or score > best[eid][0]:
-                    best[eid] = (score, k)
-        masks = [result.masks.masks[pos[e]] for e in best]
-        colors = [PALETTE[k % len(PALETTE)] for _, k in best.values()]
-        labels = [" / ".join(names[e]) for e in best]
-        overlay = draw_overlay(image, masks, colors, labels=labels, legend=legend or None, alpha=self.config.alpha)
-        save_image(png_path, overlay)
+        save_image(png_path, self.overlay(result, image))
         return [str(json_path), str(png_path)]
 
     # ------------------------------------------------------------------ checkpoints
@@ -432,4 +469,4 @@ class GellaPipeline(Pipeline):
         return prediction.predict(self, dataset, out_dir, max_images=max_images, skip=skip, progress=progress)
 
 
-__all__ = ["GellaPipeline", "NEURAL_SLOTS", "PALETTE", "silhouettes"]
+__all__ = ["GellaPipeline", "NEURAL_SLOTS", "format_table", "phrase_colors", "silhouettes"]

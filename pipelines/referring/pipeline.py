@@ -24,9 +24,15 @@ from esgkit.core import (Dataset, EntityMasks, Pipeline, Predictions, Referral, 
 from esgkit.core.errors import CompatibilityError, ConfigError, InputError
 from esgkit.core.io import save_image
 from esgkit.core.outputs import atomic_write, atomic_write_json
+from esgkit.core.text import text_table
 from esgkit.core.types import encode_rle
-from esgkit.layers.painting import draw_overlay
+from esgkit.layers.painting import FILL_ALPHA, contrast, draw_label, draw_overlay, font_for, label_size, place_labels
 from esgkit.layers.weights import load_state, read_state_dict
+
+from ..colormap import no_entity_hint
+
+MASK_COLOR, BOX_COLOR = (40, 220, 80), (255, 40, 40)
+"""overlay.png: the referred mask in green, the box in red."""
 
 
 class ReferringModel(nn.Module):
@@ -87,7 +93,7 @@ class ReferringPipeline(Pipeline):
     class Config:
         checkpoint: str = ""   # the trained text encoder + referrer (.safetensors)
         proposals: bool = True  # run the segmenter for entity proposals (false: referrers that need none)
-        alpha: float = 0.5      # overlay opacity
+        alpha: float = FILL_ALPHA  # opacity of the mask's fill in overlay.png (outline and box are opaque)
 
     def __init__(self, config: ReferringPipeline.Config, segmenter: Segmenter, text_encoder: TextEncoder,
                  referrer: Referrer) -> None:
@@ -120,7 +126,7 @@ class ReferringPipeline(Pipeline):
         if proposals is not None and len(proposals) == 0:
             where = f"image {image_id!r}" if image_id else "the image"
             warnings.warn(f"the segmenter ({type(self.segmenter).__name__}) found no entity in {where}: every "
-                          "expression gets an empty box and mask", stacklevel=2)
+                          f"expression gets an empty box and mask; {no_entity_hint(self.segmenter)}", stacklevel=2)
         with torch.no_grad():
             text = self.model.encode(list(expressions))
             return proposals, self.referrer.refer(image, text, proposals)
@@ -150,6 +156,14 @@ class ReferringPipeline(Pipeline):
         save_image(paths[1], (mask * 255).astype(np.uint8))
         save_image(paths[2], draw_referral(image, r, result.expression, self.config.alpha))
         return [str(p) for p in paths]
+
+    def summary(self, result: ReferringResult) -> str:
+        """expression → box, score, mask area: the table ``esgkit run`` prints."""
+        r = result.referral
+        area = "-" if r.mask is None else f"{int(r.mask.sum())} px ({r.mask.mean():.1%})"
+        box = ", ".join(f"{v:.0f}" for v in r.box)
+        return text_table([("expression", "box x, y, w, h", "score", "mask area"),
+                           (result.expression, box, f"{r.score:.2f}", area)], right={2})
 
     def predict(self, dataset: Dataset, out_dir: str, *, max_images: int = 0, skip: Collection[str] = (),
                 progress: bool = True) -> list[Predictions]:
@@ -192,21 +206,30 @@ class ReferringPipeline(Pipeline):
         return out
 
 
-def draw_referral(image: np.ndarray, referral: Referral, expression: str, alpha: float = 0.5) -> np.ndarray:
-    """The mask blended in green with its outline, the box in red and the expression on top."""
-    from PIL import Image, ImageDraw, ImageFont
+def draw_referral(image: np.ndarray, referral: Referral, expression: str, alpha: float = FILL_ALPHA) -> np.ndarray:
+    """The mask lightly filled and outlined in green (``draw_overlay``), the box in red with a dark
+    halo, and the expression on a label just above the box (inside it when there is no room), kept
+    inside the image: cut short with "…" when wider than the image."""
+    from PIL import Image, ImageDraw
 
     masks = [referral.mask] if referral.mask is not None and referral.mask.any() else []
-    canvas = Image.fromarray(draw_overlay(image, masks, [(40, 220, 80)], alpha=alpha))
+    canvas = Image.fromarray(draw_overlay(image, masks, [MASK_COLOR], alpha=alpha))
     draw = ImageDraw.Draw(canvas)
     x, y, w, h = referral.box
     if w > 0 and h > 0:
-        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=(255, 40, 40), width=max(1, round(max(image.shape) / 256)))
-    font = ImageFont.load_default()
-    box = draw.textbbox((2, 2), expression, font=font)
-    draw.rectangle(box, fill=(0, 0, 0))
-    draw.text((2, 2), expression, fill=(255, 255, 255), font=font)
+        width = max(2, round(max(image.shape) / 256))
+        draw.rectangle((x - 1, y - 1, x + w, y + h), outline=contrast(BOX_COLOR), width=width + 2)
+        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=BOX_COLOR, width=width)
+    font = font_for(*image.shape[:2])
+    text = expression
+    while len(text) > 1 and label_size(text, font)[0] > image.shape[1]:
+        text = text[:-2] + "…"
+    lw, lh = label_size(text, font)
+    (box,) = place_labels([(x + lw / 2, y - lh / 2 - 2 if y >= lh + 2 else y + lh / 2 + 2)], [(lw, lh)],
+                          image.shape[:2], reach=0)
+    if box is not None:
+        draw_label(draw, box, text, BOX_COLOR, font)
     return np.asarray(canvas)
 
 
-__all__ = ["ReferringModel", "ReferringPipeline", "ReferringResult", "draw_referral"]
+__all__ = ["BOX_COLOR", "MASK_COLOR", "ReferringModel", "ReferringPipeline", "ReferringResult", "draw_referral"]

@@ -141,7 +141,7 @@ def test_demo_writes_overlay(cli, tmp_path):
     if data["phrases"]:  # the printed table lists each grounded noun
         assert "entities" in res.stdout and all(p["text"] in res.stdout for p in data["phrases"])
     else:
-        assert "no nouns found in GELLA's description" in res.stdout
+        assert "no noun phrase found in the model's description" in res.stderr
 
     caption = "There is a red circle on the grass below the sky."
     res = cli("demo", "--out", str(tmp_path / "cap"), "--caption", caption)

@@ -3,6 +3,7 @@ empty or meaningless said so: no entity, no noun phrase, nothing grounded, an un
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -112,6 +113,56 @@ def test_no_entity_warns_on_the_command_line(capsys, inputs):
             "the colormap is all black") in err
 
 
+def test_run_prints_the_table_then_the_files(capsys, inputs):
+    folder = inputs["folder"]
+    rc, out, err = cli(capsys, "run", "gella_tiny_trained", "--image", folder / "scene.png", "--masks",
+                       folder / "masks.png", "--caption", "a red circle and two squares", "--out", folder / "table")
+    assert rc == 0, err
+    phrases = json.loads((folder / "table" / "grounding.json").read_text())["phrases"]
+    lines = out.splitlines()
+    assert lines[0].split() == ["noun", "entities", "score"] and set(lines[1]) == {"-"}
+    assert len(phrases) == 2 and all(line.startswith(p["text"] + "  ") for line, p in zip(lines[2:], phrases))
+    assert all(line.startswith("wrote ") for line in lines[2 + len(phrases):])
+    rc, out, _ = cli(capsys, "run", "colormap", "--image", folder / "scene.png", "--masks", folder / "masks.png",
+                     "--out", folder / "colormap_table")
+    assert rc == 0 and out.startswith("2 entities (scores 1.00 to 1.00) covering 40% of the image\n")
+
+
+def test_run_warns_once_when_the_segmenter_finds_nothing(capsys, inputs):
+    folder = inputs["folder"]
+    rc, out, err = cli(capsys, "run", "gella_tiny_trained", "--image", folder / "scene.png", "--masks",
+                       folder / "empty.png", "--caption", "a red circle", "--out", folder / "nothing")
+    assert rc == 0
+    assert err.count("esgkit: warning:") == 2 and "empty.png holds no entity (all pixels are 0)" in err  # load_masks
+    assert ("esgkit: warning: the segmenter (GroundTruthSegmenter) found no entity in image 'scene': there is "
+            "nothing to ground the phrases on; the masks it was given hold no entity; check --masks") in err
+    assert out.splitlines()[0].split() == ["noun", "entities", "score"] and "circle  -" in out
+
+
+def test_the_no_entity_hint_names_the_segmenters_thresholds():
+    from dataclasses import dataclass
+
+    from esgkit.core import Segmenter
+    from esgkit.pipelines.colormap import no_entity_hint
+
+    class Thresholded(Segmenter):
+        @dataclass
+        class Config:
+            threshold: float = 0.5
+            score_threshold: float = 0.0  # 0: lowering it cannot help
+            pred_iou_thresh: float = 0.86
+
+        def __init__(self, config):
+            self.config = config
+
+        def segment(self, image, annotation=None, image_id=None):  # pragma: no cover
+            raise AssertionError
+
+    assert no_entity_hint(Thresholded(Thresholded.Config())) == (
+        "try a lower segmenter.threshold (now 0.5) or segmenter.pred_iou_thresh (now 0.86), or another segmenter "
+        "(--segmenter NAME, e.g. sam_tiny or cropformer_tiny)")
+
+
 def test_gella_warns_on_empty_groundings(gella, inputs):
     image, masks = inputs["image"], inputs["masks"]
     with pytest.warns(UserWarning, match="found no entity in image 'scene': there is nothing to ground"):
@@ -137,7 +188,8 @@ def test_gella_warnings_reach_the_command_line(capsys, inputs):
     rc, out, err = cli(capsys, "run", "gella_tiny_trained", "--image", folder / "scene.png", "--masks",
                        folder / "masks.png", "--caption", "hello", "--out", folder / "gella_out")
     assert rc == 0 and "grounding.json" in out
-    assert "esgkit: warning: no noun phrase found in the caption 'hello'" in err
+    assert "esgkit: warning: no noun phrase found in the caption 'hello'" in err and err.count("warning") == 1
+    assert "noun" not in out  # no table: the warning says why
     assert "random weights" not in err  # trained weights: no untrained-preset warning
 
 

@@ -47,6 +47,27 @@ def test_one_expression_gives_a_box_a_mask_and_files(scene, tmp_path):
     assert doc["expression"] == "the red square" and doc["proposals"] == 2 and len(doc["box"]) == 4
     assert np.array_equal(decode_rle(doc["segmentation"]), r.mask)
     assert sorted(p.rsplit("/", 1)[1] for p in paths) == ["mask.png", "overlay.png", "referral.json"]
+    from esgkit.core.io import load_image
+
+    assert load_image(tmp_path / "overlay.png").shape == image.shape
+    header, rule, row = pipeline.summary(result).splitlines()
+    assert header.split() == ["expression", "box", "x,", "y,", "w,", "h", "score", "mask", "area"]
+    assert set(rule) == {"-"}
+    assert row.startswith("the red square  ") and row.endswith(f"{int(r.mask.sum())} px ({r.mask.mean():.1%})")
+
+
+def test_cli_run_prints_expression_box_score_and_mask_area(scene, tmp_path, capsys):
+    from esgkit.core.cli import main
+    from esgkit.core.io import save_id_map_png, save_image
+
+    image, masks = scene
+    save_image(tmp_path / "scene.png", image)
+    save_id_map_png(tmp_path / "masks.png", masks.to_id_map())
+    assert main(["run", "pbrec_mt_tiny", "--image", str(tmp_path / "scene.png"), "--masks", str(tmp_path / "masks.png"),
+                 "--expression", "the blue square", "--out", str(tmp_path / "out"), *TINY]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("expression") and lines[2].startswith("the blue square  ") and "px (" in lines[2]
+    assert [line.startswith("wrote ") for line in lines[3:]] == [True] * 3
 
 
 def test_bad_inputs_are_named(scene):

@@ -396,6 +396,12 @@ def test_cli_run_writes_grounding_and_overlay(cli, scene, tmp_path):
     data = json.loads((out / "grounding.json").read_text())
     assert data["caption"] == CAPTION and len(data["entities"]) == 4
     assert (out / "overlay.png").is_file()
+    lines = result.stdout.splitlines()  # the table noun → entities, score, then the files written
+    n = len(data["phrases"])  # random weights: the noun extraction may find none
+    if n:
+        assert lines[0].split() == ["noun", "entities", "score"] and lines[2 + n].startswith("wrote ")
+    else:
+        assert lines[0].startswith("wrote ") and "esgkit: warning: no noun phrase found" in result.stderr
 
 
 # --------------------------------------------------------------------------- profile
