@@ -43,7 +43,7 @@ from esgkit.layers.query_attention import QueryDynamicAttention
 from esgkit.layers.transformer import PositionalEncoder
 
 BALANCES = ("uncertainty", "fixed")
-TOKEN_STRIDES = (32, 64)  # the neck levels the fusion encoder sees (20×20 + 10×10 tokens at 640²)
+TOKEN_STRIDES = (32, 64)  # QRNet's: the neck levels the fusion encoder sees (20×20 + 10×10 tokens at 640²)
 
 
 def mlp(dims: list[int]) -> nn.Sequential:
@@ -74,6 +74,7 @@ class QRNetReferrer(nn.Module, Referrer):
         ffn_dim: int = 2048
         dropout: float = 0.1
         max_text_tokens: int = 40       # learned text positions (QRNet: 20; RefCOCOg 40)
+        token_strides: tuple[int, ...] = TOKEN_STRIDES  # the neck levels the fusion encoder reads (two, ×2 apart)
         qd_att: bool = True             # off: a plain backbone and neck (no expression modulation)
         qd_rank: int = 30               # k of the dynamic layers' factorisation
         qd_reduction: int = 16          # the channel gate's MLP: C → C/reduction → C
@@ -88,8 +89,12 @@ class QRNetReferrer(nn.Module, Referrer):
     def __init__(self, config: QRNetReferrer.Config) -> None:
         super().__init__()
         c = config
-        if c.image_size % max(TOKEN_STRIDES):
-            raise ConfigError(f"image_size {c.image_size} must be a multiple of {max(TOKEN_STRIDES)} (the coarsest "
+        c.token_strides = tuple(c.token_strides)
+        if len(c.token_strides) != 2 or c.token_strides[1] != 2 * c.token_strides[0]:
+            raise ConfigError(f"token_strides {list(c.token_strides)}: expected two neck strides, the second twice "
+                              "the first (QRNet: [32, 64])", key="referrer.token_strides")
+        if c.image_size % max(c.token_strides):
+            raise ConfigError(f"image_size {c.image_size} must be a multiple of {max(c.token_strides)} (the coarsest "
                               "token grid)", key="referrer.image_size")
         if c.dim % c.heads or c.dim % 4:
             raise ConfigError(f"dim {c.dim} must be divisible by heads {c.heads} and by 4 (2-D sine positions)",
@@ -112,9 +117,14 @@ class QRNetReferrer(nn.Module, Referrer):
         if strides[-1] != 32 or any(b != 2 * a for a, b in zip(strides[:-1], strides[1:])):
             raise ConfigError(f"backbone {c.backbone!r} has stage strides {strides}; QRNet's neck needs stages "
                               "halving down to stride 32 (…, 8, 16, 32)", key="referrer.backbone")
-        if c.mask_stride not in strides[:-1]:
-            raise ConfigError(f"mask_stride {c.mask_stride}: expected one of the backbone's strides {strides[:-1]}",
-                              key="referrer.mask_stride")
+        # the neck's bottom-up levels have strides 2·strides[0] … 2·strides[-1]
+        levels = [2 * s for s in strides]
+        if c.token_strides[0] not in levels[:-1]:
+            raise ConfigError(f"token_strides {list(c.token_strides)}: the neck's levels have strides {levels}",
+                              key="referrer.token_strides")
+        if c.mask_stride not in strides or c.mask_stride > c.token_strides[0]:
+            raise ConfigError(f"mask_stride {c.mask_stride}: expected one of the backbone's strides {strides} up to "
+                              f"the finest token stride {c.token_strides[0]}", key="referrer.mask_stride")
         n = len(strides)
         # QD-ATT needs the sentence width: modules that depend on the text encoder are made in configure()
         self.stage_gates: nn.ModuleList | None = None
@@ -123,17 +133,17 @@ class QRNetReferrer(nn.Module, Referrer):
         self.text_proj: nn.Module = nn.Identity()
         self.laterals = nn.ModuleList(nn.Conv2d(ch, c.dim, 1) for ch in self.backbone.channels)
         side = c.image_size
-        self.token_grids = [(side // s, side // s) for s in TOKEN_STRIDES]
+        self.token_grids = [(side // s, side // s) for s in c.token_strides]
         self.reg_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         # learned positions (QRNet's), started from sine encodings (1-D for the text, 2-D per visual scale)
         # so the box head knows where a token is from the first step: short CPU schedules need it
         self.positions = nn.Parameter(torch.cat([torch.zeros(1, c.dim), sine_1d(c.max_text_tokens, c.dim),
                                                  *(sine_2d(h, w, c.dim) for h, w in self.token_grids)])[None])
-        self.scale_embed = nn.Parameter(torch.zeros(len(TOKEN_STRIDES), c.dim))
+        self.scale_embed = nn.Parameter(torch.zeros(len(c.token_strides), c.dim))
         self.encoder = PositionalEncoder(c.dim, c.heads, c.ffn_dim, c.layers, c.dropout)
         self.box = mlp([c.dim, c.dim, c.dim, 4]) if c.box_head else None
         if c.mask_head:
-            steps = strides.index(16) - strides.index(c.mask_stride) + 1  # 32 → 16 → … → mask_stride
+            steps = strides.index(c.token_strides[0]) - strides.index(c.mask_stride)  # token stride → … → mask_stride
             self.mask_decoder = nn.ModuleList(conv_block(c.dim, c.dim) for _ in range(steps))
             self.mask_embed = nn.Conv2d(c.dim, c.dim, 1)
             self.mask_kernel = mlp([c.dim, c.dim, c.dim + 1])  # a kernel and a bias from [REG]
@@ -166,11 +176,11 @@ class QRNetReferrer(nn.Module, Referrer):
 
     def valid_tokens(self, sizes: list[tuple[int, int]]) -> Tensor:
         """bool (B, visual tokens): the tokens that hold some of the image."""
-        return torch.cat([valid_cells(sizes, s, g) for s, g in zip(TOKEN_STRIDES, self.token_grids)], 1)
+        return torch.cat([valid_cells(sizes, s, g) for s, g in zip(self.config.token_strides, self.token_grids)], 1)
 
     def visual(self, images: Tensor, mu: Tensor | None) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """(B, 3, S, S) and the projected sentence μ (B, dim) → (the backbone's stages after QD-ATT, the
-        neck's top-down maps p at strides 4..32, its token maps n at strides 32 and 64). The bottom-up
+        neck's top-down maps p at strides 4..32, its token maps n at ``token_strides``). The bottom-up
         path: n_0 = p_0, n_k = p_k + pool(QD(n_(k−1))), one more pooled step past the last level."""
         stage_gates, neck_gates = (self.stage_gates, self.neck_gates) if mu is not None else (None, None)
         stages = self.backbone(images, (lambda k, f: stage_gates[k](f, mu)) if stage_gates is not None else None)
@@ -183,7 +193,8 @@ class QRNetReferrer(nn.Module, Referrer):
             gated = neck_gates[k - 1](down, mu) if neck_gates is not None else down
             down = F.avg_pool2d(gated, 2) + (top_down[k] if k < self._levels else 0)
             bottom_up.append(down)
-        return stages, top_down, bottom_up[-2:]
+        first = [2 * s for s in self.backbone.reductions].index(self.config.token_strides[0])
+        return stages, top_down, bottom_up[first: first + 2]
 
     def mu(self, text: TextFeatures) -> Tensor | None:
         """The sentence vector QD-ATT is conditioned on (None with ``qd_att`` off)."""
@@ -218,7 +229,8 @@ class QRNetReferrer(nn.Module, Referrer):
             h, w = self.token_grids[0]
             feat = fused[:, : h * w].transpose(1, 2).reshape(b, c.dim, h, w)
             strides = self.backbone.reductions
-            for step, k in zip(self.mask_decoder, range(len(strides) - 2, strides.index(c.mask_stride) - 1, -1)):
+            first = strides.index(c.token_strides[0])
+            for step, k in zip(self.mask_decoder, range(first - 1, strides.index(c.mask_stride) - 1, -1)):
                 feat = step(F.interpolate(feat, size=top_down[k].shape[-2:], mode="bilinear", align_corners=False)
                             + top_down[k])
             kernel = self.mask_kernel(reg)

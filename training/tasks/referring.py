@@ -94,7 +94,7 @@ class ReferringMaskTrainConfig(ReferringSettings):
 class ReferringJointTrainConfig(ReferringSettings):
     """``train:`` keys of the ``referring_joint`` task (a box and mask logits, UniQRNet)."""
 
-    l1_weight: float = 1.0          # QRNet: L1 + GIoU, 1 each
+    l1_weight: float = 1.0          # QRNet: L1 (summed over cx, cy, w, h) + GIoU, 1 each
     giou_weight: float = 1.0
     dice_weight: float = 1.0        # + Dice in each mask term (as referring_masks)
     stage_weight: float = 0.1       # each backbone stage's intermediate mask term (intermediate_supervision)
@@ -304,7 +304,9 @@ class ReferringJointTask(ReferringTaskBase):
         losses: dict[str, Tensor] = {}
         if out["box"] is not None:
             pred, true = (box_convert(b, "cxcywh", "xyxy") for b in (out["box"], batch["box"]))
-            losses["box"] = (c.l1_weight * F.l1_loss(out["box"], batch["box"])
+            # L1 summed over (cx, cy, w, h) and averaged over the boxes, as QRNet's (TransVG's) loss: a mean over
+            # the four coordinates weighs it 4× less against GIoU, and the boxes then grow to hedge their centre
+            losses["box"] = (c.l1_weight * (out["box"] - batch["box"]).abs().sum(1).mean()
                              + c.giou_weight * generalized_box_iou_loss(pred, true, reduction="mean"))
         terms = ([mask_loss(out["mask"], target, c.dice_weight)] if out["mask"] is not None else []) + \
             [c.stage_weight * mask_loss(s, target, c.dice_weight) for s in out["stages"]]

@@ -90,6 +90,18 @@ def test_every_stage_has_its_shape():
         r(torch.randn(1, 3, 64, 64), text(1, 9))
 
 
+@pytest.mark.parametrize("token_strides, grids, mask_stride", [([16, 32], [4, 2], 8), ([8, 16], [8, 4], 8),
+                                                              ([32, 64], [2, 1], 32)])
+def test_the_fusion_encoder_reads_the_chosen_neck_levels(token_strides, grids, mask_stride):
+    r = referrer(token_strides=token_strides, mask_stride=mask_stride)
+    t = text()
+    stages, top_down, tokens = r.visual(torch.randn(2, 3, 64, 64), r.mu(t))
+    assert [tuple(f.shape[1:]) for f in tokens] == [(16, g, g) for g in grids]
+    assert r.valid_tokens([(64, 64)]).shape == (1, sum(g * g for g in grids))
+    out = r.fuse(stages, top_down, tokens, t)
+    assert out["box"].shape == (2, 4) and out["mask"].shape == (2, 64 // mask_stride, 64 // mask_stride)
+
+
 def test_qd_att_makes_the_features_depend_on_the_expression():
     r = referrer()
     for gate in [*r.stage_gates, *r.neck_gates]:
@@ -161,7 +173,10 @@ def test_balance_strategies():
 @pytest.mark.parametrize("options, match", [
     (dict(box_head=False, mask_head=False), "nothing would be predicted"),
     (dict(loss_balance="gradnorm"), "loss_balance"),
-    (dict(mask_stride=32), "mask_stride"),
+    (dict(mask_stride=12), "mask_stride"),
+    (dict(token_strides=[16, 32], mask_stride=32), "mask_stride"),
+    (dict(token_strides=[16, 64]), "token_strides"),
+    (dict(token_strides=[64, 128], image_size=128), "token_strides"),
     (dict(image_size=96), "multiple of 64"),
     (dict(box_source="mask", mask_head=False), "box_source"),
     (dict(backbone="resnet18", backbone_options={}), "stem \\+ stages"),
