@@ -66,14 +66,13 @@ def phrases_of(outcome: Outcome) -> list[dict[str, Any]]:
         return [{"index": k, "text": g.phrase.text, "start": g.phrase.start, "end": g.phrase.end, "color": hex_color(c),
                  "entities": list(g.entity_ids), "score": round(max(g.scores), 3) if g.scores else None}
                 for k, (g, c) in enumerate(zip(result.groundings, phrase_colors(result)))]
+    from esgkit.pipelines.referring.pipeline import MASK_COLOR
+
     r = result.referral
     entity = r.mask_entity if r.mask_entity is not None else r.box_entity
     return [{"index": 0, "text": result.expression, "start": 0, "end": len(result.expression),
-             "color": hex_color(REFERRAL_COLOR), "entities": [] if entity is None else [int(entity)],
+             "color": hex_color(MASK_COLOR), "entities": [] if entity is None else [int(entity)],
              "score": round(float(r.score), 3), "box": [round(float(v), 1) for v in r.box]}]
-
-
-REFERRAL_COLOR = (40, 220, 80)  # draw_referral's mask colour
 
 
 def overlay_of(workspace: Workspace, outcome: Outcome, only: list[int] | None = None) -> np.ndarray:
