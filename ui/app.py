@@ -78,10 +78,7 @@ def phrases_of(outcome: Outcome) -> list[dict[str, Any]]:
 def overlay_of(workspace: Workspace, outcome: Outcome, only: list[int] | None = None) -> np.ndarray:
     image = workspace.picture(outcome.picture).image
     result = outcome.result
-    if isinstance(result, Grounding):
-        wrong = [k for k in only or [] if not 0 <= k < len(result.groundings)]
-        if wrong:
-            raise InputError(f"phrase {wrong[0]}: this result has {len(result.groundings)} phrases")
+    if isinstance(result, Grounding):  # an ``only`` index out of range is the overlay's InputError (a 400)
         return workspace.pipeline(outcome.system).overlay(result, image, only=only, legend=False)
     from esgkit.pipelines.referring.pipeline import draw_referral
 

@@ -56,9 +56,9 @@ class Outcome:
     warnings: list[str]
 
 
-def _configs_of(pipeline: str) -> list[str]:
-    """Shipped configs (esgkit's and every plugin's) whose pipeline is ``pipeline`` and that name weights."""
-    names = []
+def _shipped_with_weights() -> dict[str, dict[str, Any]]:
+    """Shipped configs (esgkit's and every plugin's) that name weights, resolved, by name: each loaded once."""
+    configs = {}
     for name in sorted(shipped_configs()):
         try:
             cfg = to_container(load_config(name))
@@ -66,10 +66,10 @@ def _configs_of(pipeline: str) -> list[str]:
             continue
         section = cfg.get("pipeline") or {}
         segmenter = cfg.get("segmenter") or {}
-        weights = section.get("checkpoint") or segmenter.get("checkpoint") or segmenter.get("path")
-        if section.get("name") == pipeline and not section.get("meta_device") and weights:
-            names.append(name)
-    return names
+        if not section.get("meta_device") and (section.get("checkpoint") or segmenter.get("checkpoint")
+                                               or segmenter.get("path")):
+            configs[name] = cfg
+    return configs
 
 
 class Workspace:
@@ -86,13 +86,14 @@ class Workspace:
         self._segmenters: dict[str, Any] = {}
         # the choices: every shipped segmenter config (esgkit's and the plugins'), then every segmenter a
         # plugin registers, with its defaults (a third party's segmenter shows up without a config)
-        self._sections = {name: section_of(name, "segmenter", name) for name in _configs_of("colormap")}
+        shipped = {n: ((c.get("pipeline") or {}).get("name"), c) for n, c in _shipped_with_weights().items()}
+        self._sections = {n: c["segmenter"] for n, (kind, c) in shipped.items() if kind == "colormap"}
         registry = get_registry()
         for name in registry.names("segmenter"):
             if registry.entry("segmenter", name).origin != BUILTIN_PLUGIN:
                 self._sections.setdefault(name, {"name": name})
         self.segmenter_choices = [GROUND_TRUTH, *self._sections]
-        self.referring_choices = _configs_of("referring")
+        self.referring_choices = [n for n, (kind, _) in shipped.items() if kind == "referring"]
         default = section_of(config, "segmenter", "--config").get("name")
         # the config's own segmenter first: the page's default is what `esgkit run CONFIG` does
         own = [n for n, section in self._sections.items() if section.get("name") == default]

@@ -126,6 +126,9 @@ class QRNetReferrer(nn.Module, Referrer):
             raise ConfigError(f"mask_stride {c.mask_stride}: expected one of the backbone's strides {strides} up to "
                               f"the finest token stride {c.token_strides[0]}", key="referrer.mask_stride")
         n = len(strides)
+        # the backbone stage at the finer token stride: the neck's bottom-up map of that stride is its
+        # (stage − 1)-th (they start at 2·strides[0]), and the mask head upsamples from that stage down
+        self._token_stage = strides.index(c.token_strides[0])
         # QD-ATT needs the sentence width: modules that depend on the text encoder are made in configure()
         self.stage_gates: nn.ModuleList | None = None
         self.neck_gates: nn.ModuleList | None = None
@@ -143,7 +146,7 @@ class QRNetReferrer(nn.Module, Referrer):
         self.encoder = PositionalEncoder(c.dim, c.heads, c.ffn_dim, c.layers, c.dropout)
         self.box = mlp([c.dim, c.dim, c.dim, 4]) if c.box_head else None
         if c.mask_head:
-            steps = strides.index(c.token_strides[0]) - strides.index(c.mask_stride)  # token stride → … → mask_stride
+            steps = self._token_stage - strides.index(c.mask_stride)  # token stride → … → mask_stride
             self.mask_decoder = nn.ModuleList(conv_block(c.dim, c.dim) for _ in range(steps))
             self.mask_embed = nn.Conv2d(c.dim, c.dim, 1)
             self.mask_kernel = mlp([c.dim, c.dim, c.dim + 1])  # a kernel and a bias from [REG]
@@ -193,8 +196,7 @@ class QRNetReferrer(nn.Module, Referrer):
             gated = neck_gates[k - 1](down, mu) if neck_gates is not None else down
             down = F.avg_pool2d(gated, 2) + (top_down[k] if k < self._levels else 0)
             bottom_up.append(down)
-        first = [2 * s for s in self.backbone.reductions].index(self.config.token_strides[0])
-        return stages, top_down, bottom_up[first: first + 2]
+        return stages, top_down, bottom_up[self._token_stage - 1: self._token_stage + 1]
 
     def mu(self, text: TextFeatures) -> Tensor | None:
         """The sentence vector QD-ATT is conditioned on (None with ``qd_att`` off)."""
@@ -229,8 +231,7 @@ class QRNetReferrer(nn.Module, Referrer):
             h, w = self.token_grids[0]
             feat = fused[:, : h * w].transpose(1, 2).reshape(b, c.dim, h, w)
             strides = self.backbone.reductions
-            first = strides.index(c.token_strides[0])
-            for step, k in zip(self.mask_decoder, range(first - 1, strides.index(c.mask_stride) - 1, -1)):
+            for step, k in zip(self.mask_decoder, range(self._token_stage - 1, strides.index(c.mask_stride) - 1, -1)):
                 feat = step(F.interpolate(feat, size=top_down[k].shape[-2:], mode="bilinear", align_corners=False)
                             + top_down[k])
             kernel = self.mask_kernel(reg)

@@ -29,7 +29,7 @@ from esgkit.core.types import encode_rle
 from esgkit.layers.painting import FILL_ALPHA, contrast, draw_label, draw_overlay, font_for, label_size, place_labels
 from esgkit.layers.weights import load_state, read_state_dict
 
-from ..colormap import no_entity_hint
+from ..colormap import warn_no_entities
 
 MASK_COLOR, BOX_COLOR = (40, 220, 80), (255, 40, 40)
 """overlay.png: the referred mask in green, the box in red."""
@@ -124,9 +124,7 @@ class ReferringPipeline(Pipeline):
         """The proposals (None without) and one Referral per expression; the image is encoded once."""
         proposals = self.segmenter.segment(image, annotation=masks, image_id=image_id) if self.config.proposals else None
         if proposals is not None and len(proposals) == 0:
-            where = f"image {image_id!r}" if image_id else "the image"
-            warnings.warn(f"the segmenter ({type(self.segmenter).__name__}) found no entity in {where}: every "
-                          f"expression gets an empty box and mask; {no_entity_hint(self.segmenter)}", stacklevel=2)
+            warn_no_entities(self.segmenter, image_id, "every expression gets an empty box and mask")
         with torch.no_grad():
             text = self.model.encode(list(expressions))
             return proposals, self.referrer.refer(image, text, proposals)
