@@ -188,6 +188,19 @@ def raise_mismatch(what: str, parts: list[str], hint: str = DEFAULT_HINT) -> Non
         raise CheckpointError(f"{what} does not fit ({'; '.join(parts)}); {hint}")
 
 
+def raise_loading_report(what: str, info: Mapping[str, Any], hint: str = DEFAULT_HINT,
+                         optional: Iterable[str] = ()) -> None:
+    """transformers' ``from_pretrained(..., output_loading_info=True)`` report (missing, unexpected and
+    mismatched keys, in transformers' names) raised as the one report; keys in ``optional`` may be missing."""
+    import torch
+
+    shapes = [(key, torch.empty(found, device="meta"), torch.empty(want, device="meta"))
+              for key, found, want in info.get("mismatched_keys", ())]
+    found = {**dict.fromkeys(info.get("unexpected_keys", ())), **{k: f for k, f, _ in shapes}}
+    expected = {**dict.fromkeys(set(info.get("missing_keys", ())) - set(optional)), **{k: w for k, _, w in shapes}}
+    raise_mismatch(what, mismatch(found, expected), hint)
+
+
 def tied_groups(module: nn.Module) -> list[set[str]]:
     """Groups of state-dict keys of ``module`` that share one tensor (tied weights, which safetensors
     stores under one of their names)."""
@@ -220,6 +233,6 @@ def load_weights(module: nn.Module, path: str | Path, what: str, prefix: str = "
 
 __all__ = [
     "PACKAGE_ROOT", "key_names", "latest_checkpoint", "list_checkpoints", "load_state", "load_weights", "mismatch",
-    "raise_mismatch", "read_model_dir", "read_state_dict", "select_prefix", "tied_groups", "trained_weights",
-    "weights_path",
+    "raise_loading_report", "raise_mismatch", "read_model_dir", "read_state_dict", "select_prefix", "tied_groups",
+    "trained_weights", "weights_path",
 ]

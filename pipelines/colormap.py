@@ -54,11 +54,16 @@ def no_entity_hint(segmenter: Segmenter) -> str:
     return f"try {lower}another segmenter (--segmenter NAME, e.g. sam_tiny or cropformer_tiny)"
 
 
-def warn_no_entities(segmenter: Segmenter, image_id: str | None, consequence: str) -> None:
-    """The one-line warning of a segmenter that found no entity in an image: what follows, what to try."""
+def no_entities_message(segmenter: Segmenter, image_id: str | None, consequence: str) -> str:
+    """The one line said when a segmenter found no entity in an image: what follows, what to try."""
     where = f"image {image_id!r}" if image_id else "the image"
-    warnings.warn(f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: {consequence}; "
-                  f"{no_entity_hint(segmenter)}", stacklevel=4)  # the caller of run (through the input check)
+    return (f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: {consequence}; "
+            f"{no_entity_hint(segmenter)}")
+
+
+def warn_no_entities(segmenter: Segmenter, image_id: str | None, consequence: str) -> None:
+    """Warn with ``no_entities_message``, pointing at the caller of the pipeline's run."""
+    warnings.warn(no_entities_message(segmenter, image_id, consequence), stacklevel=4)  # through the input check
 
 
 @dataclass
@@ -116,4 +121,4 @@ class ColormapPipeline(Pipeline):
         return [entity_predictions(self.segmenter, dataset, out_dir, max_images, progress)]
 
 
-__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions", "no_entity_hint", "warn_no_entities"]
+__all__ = ["ColormapPipeline", "ColormapResult", "entity_predictions", "no_entities_message", "no_entity_hint", "warn_no_entities"]

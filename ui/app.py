@@ -226,8 +226,8 @@ def create_app(workspace: Workspace) -> Any:
     def grounding(key: str) -> Any:
         outcome = workspace.outcome(key)
         result = outcome.result
-        doc = result.to_dict() if isinstance(result, Grounding) else {"expression": result.expression,
-                                                                       "phrases": phrases_of(outcome)}
+        doc = result.to_dict() if isinstance(result, Grounding) else \
+            result.to_dict(workspace.picture(outcome.picture).image.shape[:2])
         response = jsonify(doc)
         name = "grounding.json" if isinstance(result, Grounding) else "referral.json"
         response.headers["Content-Disposition"] = f"attachment; filename={name}"

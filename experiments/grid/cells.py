@@ -42,9 +42,17 @@ def file_sha256(path: Path) -> str:
     return _FILE_HASHES[key]
 
 
+def folder_sha256(folder: Path) -> str:
+    """sha256 over a Hugging Face model folder's weight and JSON files (names and contents): what a
+    model read from the folder depends on."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith((*WEIGHT_SUFFIXES, ".json")))
+    return digest([(p.name, file_sha256(p)) for p in files], 64)
+
+
 def weights_hashes(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{dotted key: sha256}`` for every value of ``config`` naming an existing weights file (resolved
-    like the components do: as given, else inside the installed package)."""
+    like the components do: as given, else inside the installed package) or a Hugging Face model
+    folder (one holding ``config.json``)."""
     from esgkit.layers.weights import weights_path
 
     found: dict[str, str] = {}
@@ -55,6 +63,8 @@ def weights_hashes(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         elif isinstance(value, str) and value.endswith(WEIGHT_SUFFIXES):
             path = weights_path(value)
             found[full] = file_sha256(path) if path.is_file() else "missing"
+        elif isinstance(value, str) and value and (weights_path(value) / "config.json").is_file():
+            found[full] = folder_sha256(weights_path(value))
     return found
 
 

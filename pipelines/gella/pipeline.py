@@ -51,7 +51,7 @@ from esgkit.layers.matching import MatchCosts, hungarian_match
 from esgkit.layers.painting import FILL_ALPHA, draw_overlay, paint, palette_color
 from esgkit.layers.weights import load_state, read_state_dict
 
-from ..colormap import no_entity_hint
+from ..colormap import no_entities_message
 from . import predict as prediction
 
 NEURAL_SLOTS = ("colormap_encoder", "vision_encoder", "fuser", "mask_decoder", "language_decoder", "associator")
@@ -83,8 +83,7 @@ def warn_if_empty(result: Grounding, caption: str | None, image_id: str | None, 
     ``threshold`` for. ``esgkit run`` prints it as its warning line (the summary does not repeat it)."""
     where = f"image {image_id!r}" if image_id else "the image"
     if len(result.masks) == 0:
-        message = (f"the segmenter ({type(segmenter).__name__}) found no entity in {where}: there is nothing to "
-                   f"ground the phrases on; {no_entity_hint(segmenter)}")
+        message = no_entities_message(segmenter, image_id, "there is nothing to ground the phrases on")
     elif not result.groundings:
         text = caption if caption is not None else result.caption.text
         source = "the caption" if caption is not None else f"the model's description of {where}"

@@ -80,6 +80,16 @@ class ReferringResult:
     referral: Referral
     proposals: EntityMasks | None
 
+    def to_dict(self, shape: tuple[int, int]) -> dict[str, Any]:
+        """referral.json: the box, score, entities and the mask as RLE (an empty one of ``shape`` (h, w)
+        when the referrer gives no mask), as ``esgkit run`` writes it and the UI serves it."""
+        r = self.referral
+        mask = r.mask if r.mask is not None else np.zeros(shape, bool)
+        return {"expression": self.expression, "box": [round(v, 2) for v in r.box], "score": r.score,
+                "box_entity": r.box_entity, "mask_entity": r.mask_entity,
+                "proposals": None if self.proposals is None else len(self.proposals),
+                "segmentation": encode_rle(mask)}
+
 
 class ReferringPipeline(Pipeline):
     """Find what an expression refers to: a box (REC) and a mask (RES)."""
@@ -145,12 +155,8 @@ class ReferringPipeline(Pipeline):
         out.mkdir(parents=True, exist_ok=True)
         r = result.referral
         mask = r.mask if r.mask is not None else np.zeros(image.shape[:2], bool)
-        doc = {"expression": result.expression, "box": [round(v, 2) for v in r.box], "score": r.score,
-               "box_entity": r.box_entity, "mask_entity": r.mask_entity,
-               "proposals": None if result.proposals is None else len(result.proposals),
-               "segmentation": encode_rle(mask)}
         paths = [out / "referral.json", out / "mask.png", out / "overlay.png"]
-        atomic_write_json(paths[0], doc)
+        atomic_write_json(paths[0], result.to_dict(image.shape[:2]))
         save_image(paths[1], (mask * 255).astype(np.uint8))
         save_image(paths[2], draw_referral(image, r, result.expression, self.config.alpha))
         return [str(p) for p in paths]

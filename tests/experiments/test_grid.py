@@ -290,3 +290,23 @@ def test_shipping_a_trained_model_does_not_re_key_its_training_cells(tmp_path):
     cells._FILE_HASHES.clear()
     after = {tuple(do): digest(identity(config, {"do": do})) for do in (["train", "eval"], ["eval"])}
     assert before[("train", "eval")] == after[("train", "eval")] and before[("eval",)] != after[("eval",)]
+
+
+def test_a_model_folder_named_by_the_config_keys_the_cell(tmp_path):
+    """A Hugging Face folder (segmenter.checkpoint of mask2former, a LLaVA or BERT folder) is hashed
+    like a weights file: new weights in it give the cell a new folder; an unrelated file does not."""
+    from esgkit.experiments.grid import cells
+    from esgkit.experiments.grid.cells import digest, identity
+
+    folder = tmp_path / "mask2former-swin-large-coco-panoptic"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "mask2former"}')
+    (folder / "model.safetensors").write_bytes(b"one")
+    config = {"segmenter": {"name": "mask2former", "checkpoint": str(folder)}}
+    before = digest(identity(config, {"do": ["eval"]}))
+    (folder / "README.md").write_text("notes")
+    cells._FILE_HASHES.clear()
+    assert digest(identity(config, {"do": ["eval"]})) == before
+    (folder / "model.safetensors").write_bytes(b"two")
+    cells._FILE_HASHES.clear()
+    assert digest(identity(config, {"do": ["eval"]})) != before

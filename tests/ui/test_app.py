@@ -106,7 +106,7 @@ def test_side_by_side_grounds_one_caption_on_two_segmenters(client, scene):
     assert plugin["segmenter"] == "felzenszwalb" and plugin["entities"] > 0  # a third party's segmenter, by name
 
 
-def test_describe_threshold_and_referring_modes(client, scene):
+def test_describe_threshold_and_referring_modes(client, workspace, scene, tmp_path):
     (described,) = ground(client, scene, segmenters=["ground_truth"], mode="describe", threshold=0.5)
     assert described["text"] and all(described["text"][p["start"]:p["end"]] == p["text"]
                                      for p in described["phrases"])
@@ -114,10 +114,16 @@ def test_describe_threshold_and_referring_modes(client, scene):
     (loose,) = ground(client, scene, segmenters=["ground_truth"], mode="caption", text=CAPTION, threshold=0.0)
     count = lambda panel: sum(len(p["entities"]) for p in panel["phrases"])  # noqa: E731
     assert count(strict) <= count(loose) and count(loose) > 0
-    (referral,) = ground(client, scene, segmenters=["ground_truth"], mode="refer", system="pbrec_mt_tiny",
+    (referral,) = ground(client, scene, segmenters=["cropformer_tiny"], mode="refer", system="pbrec_mt_tiny",
                          text="the red circle", threshold=0.5)
     assert referral["system"] == "pbrec_mt_tiny" and referral["phrases"][0]["text"] == "the red circle"
     assert len(referral["phrases"][0]["box"]) == 4
+    download = client.get(f"/api/outcome/{referral['outcome']}/grounding.json")
+    assert "filename=referral.json" in download.headers["Content-Disposition"]
+    save_image(tmp_path / "scene.png", workspace.picture(scene["picture"]).image)
+    assert main(["run", "pbrec_mt_tiny", "--image", str(tmp_path / "scene.png"), "--expression", "the red circle",
+                 "--segmenter", "cropformer_tiny", "--out", str(tmp_path / "run")]) == 0
+    assert download.json == json.loads((tmp_path / "run" / "referral.json").read_text())  # esgkit run's file
 
 
 @pytest.mark.parametrize("path, body, message", [  # the scene's picture is added to the /api/ground bodies

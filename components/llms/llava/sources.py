@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from esgkit.core.errors import CheckpointError, ConfigError
 from esgkit.layers.llava_checkpoint import LLAVA_HINT, split_llava_state
-from esgkit.layers.weights import load_state, mismatch, raise_mismatch, read_model_dir
+from esgkit.layers.weights import load_state, mismatch, raise_loading_report, raise_mismatch, read_model_dir
 
 from ..span_tagger import SpanTagger
 from ..tokenizer import load_tiny_tokenizer
@@ -107,12 +107,7 @@ def load_causal_lm_dir(directory: Path, dtype: torch.dtype) -> nn.Module:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{directory}: cannot load a causal LM ({exc})") from exc
     tied = {"lm_head.weight"} if lm.config.tie_word_embeddings else set()
-    # transformers names the keys; (key, shape in the file, shape in the model) for a shape mismatch
-    shapes = [(key, torch.empty(found, device="meta"), torch.empty(want, device="meta"))
-              for key, found, want in info.get("mismatched_keys", ())]
-    found = {**dict.fromkeys(info.get("unexpected_keys", ())), **{k: f for k, f, _ in shapes}}
-    expected = {**dict.fromkeys(set(info.get("missing_keys", ())) - tied), **{k: w for k, _, w in shapes}}
-    raise_mismatch(str(directory), mismatch(found, expected), LLAVA_HINT)
+    raise_loading_report(str(directory), info, LLAVA_HINT, optional=tied)
     return lm
 
 

@@ -56,6 +56,13 @@ def load_checkpoint(model: nn.Module, path: str, optional: Iterable[str] = ()) -
                "the checkpoint was trained with", optional=optional)
 
 
+def check_thresholds(config: object) -> None:
+    """The mask and score thresholds lie in [0, 1) (a ConfigError naming the key otherwise)."""
+    for key in ("threshold", "score_threshold"):
+        if not 0.0 <= getattr(config, key) < 1.0:
+            raise ConfigError(f"must lie in [0, 1), got {getattr(config, key)}", key=f"segmenter.{key}")
+
+
 class CropFormerSegmenter(nn.Module, Segmenter):
     """CropFormer: full image + 4 high-resolution corner crops, fused at original resolution."""
 
@@ -83,9 +90,7 @@ class CropFormerSegmenter(nn.Module, Segmenter):
 
     def __init__(self, config: CropFormerSegmenter.Config) -> None:
         super().__init__()
-        for key in ("threshold", "score_threshold"):
-            if not 0.0 <= getattr(config, key) < 1.0:
-                raise ConfigError(f"must lie in [0, 1), got {getattr(config, key)}", key=f"segmenter.{key}")
+        check_thresholds(config)
         self.config = config
         self.model = CropFormerModel(_model_config(config, self.batch_level))
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -185,9 +190,20 @@ class CropFormerSegmenter(nn.Module, Segmenter):
 
 
 class Mask2FormerSegmenter(CropFormerSegmenter):
-    """Mask2Former baseline: CropFormer's code path on the full image only (one view, no batch level)."""
+    """Mask2Former baseline: CropFormer's code path on the full image only (one view, no batch level).
+    A Hugging Face Mask2Former folder as ``checkpoint`` runs that published model instead
+    (``hf_mask2former``)."""
 
     batch_level: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, config: Mask2FormerSegmenter.Config) -> Segmenter:  # type: ignore[override]
+        from .hf_mask2former import HuggingFaceMask2Former, is_hf_folder
+
+        if is_hf_folder(config.checkpoint):
+            check_thresholds(config)
+            return HuggingFaceMask2Former(config, config.checkpoint)
+        return super().from_config(config)
 
     @dataclass
     class Config:
@@ -203,5 +219,5 @@ class Mask2FormerSegmenter(CropFormerSegmenter):
         threshold: float = 0.5
         score_threshold: float = 0.0
         chunk_queries: int = 8
-        checkpoint: str = ""
+        checkpoint: str = ""  # esgkit's .safetensors, or a Hugging Face Mask2Former folder (its config.json rules)
         device: str = "cpu"
