@@ -64,6 +64,34 @@ def build_pyramid_backbone(backbone: str, kwargs: dict[str, Any]) -> tuple[nn.Mo
     return build_levels(backbone, kwargs, tuple(reductions.index(s) for s in STRIDES))
 
 
+def load_pyramid_weights(model: nn.Module, backbone: str, kwargs: dict[str, Any], path: str, what: str) -> None:
+    """Weights for a ``build_pyramid_backbone`` model: its own state dict (as esgkit saves it), or a
+    published timm checkpoint of the whole classifier (ImageNet weights as timm publishes them; the
+    original repositories' layouts go through timm's own filter). The file is read here (safetensors
+    or ``weights_only``); the published route must fit the whole classifier strictly before timm cuts
+    it to the same feature levels, so no tensor is silently left random."""
+    import timm
+
+    from esgkit.layers.weights import load_state, mismatch, raise_mismatch, read_state_dict
+
+    state = read_state_dict(path, what)
+    own = mismatch(state, model.state_dict())
+    if not own:
+        load_state(model, state, f"{what} ({path})")
+        return
+    reductions = feature_strides(backbone, kwargs)
+    try:  # timm's filter may edit the dict it is given: a copy each time
+        timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"state_dict": dict(state)}, **kwargs)
+        published = timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"state_dict": dict(state)},
+                                      features_only=True, out_indices=tuple(reductions.index(s) for s in STRIDES),
+                                      **kwargs)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise_mismatch(f"{what} ({path})", own, f"nor is it a published timm checkpoint of {backbone} ({first}); give "
+                       "this backbone's weights as esgkit saves them or as timm publishes the whole classifier")
+    model.load_state_dict(published.state_dict())
+
+
 def pyramid_features(model: nn.Module, x: torch.Tensor, nhwc: bool) -> list[torch.Tensor]:
     """The stride 4..32 maps of a ``build_pyramid_backbone`` model, NCHW."""
     feats = model(x)
@@ -159,4 +187,4 @@ class StagedBackbone(nn.Module):
 
 
 __all__ = ["STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "StagedBackbone", "build_pyramid_backbone",
-           "pyramid_features"]
+           "load_pyramid_weights", "pyramid_features"]

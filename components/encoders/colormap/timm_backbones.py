@@ -10,8 +10,7 @@ import torch
 import torch.nn as nn
 
 from esgkit.core import ColormapEncoder
-from esgkit.layers.backbones import build_pyramid_backbone, pyramid_features
-from esgkit.layers.weights import load_weights
+from esgkit.layers.backbones import build_pyramid_backbone, load_pyramid_weights, pyramid_features
 
 # A Swin small enough for CPU tests (≈0.7M parameters); the swin presets use it while tiny=True.
 _TINY_SWIN = {"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 4], "window_size": 4}
@@ -25,7 +24,7 @@ class TimmColormapEncoder(nn.Module, ColormapEncoder):
         backbone: str = "mobilenetv2_035"  # any timm model name with stride 4..32 features
         img_size: int = 0                  # input size for backbones that need it (Swin); 0 = not passed
         options: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model keyword arguments
-        checkpoint: str = ""               # optional local safetensors / torch file with backbone weights
+        checkpoint: str = ""               # local backbone weights: esgkit's, or timm's published classifier file
 
     input_kind: ClassVar[str] = "colormap"  # what the pipeline feeds: the colormap image
 
@@ -37,7 +36,8 @@ class TimmColormapEncoder(nn.Module, ColormapEncoder):
             kwargs["img_size"] = config.img_size
         self.backbone, self._channels, self.nhwc = build_pyramid_backbone(config.backbone, kwargs)
         if config.checkpoint:
-            load_weights(self.backbone, config.checkpoint, what=f"colormap encoder {config.backbone}")
+            load_pyramid_weights(self.backbone, config.backbone, kwargs, config.checkpoint,
+                                 f"colormap encoder {config.backbone}")
 
     @property
     def out_channels(self) -> tuple[int, ...]:

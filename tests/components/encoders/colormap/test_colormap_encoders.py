@@ -4,6 +4,7 @@ strides 4, 8, 16, 32; the binary-mask alternative pools per entity; checkpoints 
 import pytest
 import torch
 
+from esgkit.components.encoders.colormap.timm_backbones import _TINY_SWIN
 from esgkit.core import CheckpointError, ConfigError, get_registry
 
 REGISTRY = get_registry()
@@ -105,3 +106,37 @@ def test_swin_presets_at_full_size_on_meta(name, params_m):
         feats = enc(torch.zeros(1, 3, 224, 224))
     assert abs(sum(p.numel() for p in enc.parameters()) / 1e6 / params_m - 1) < 0.05
     assert [f.shape[1] for f in feats] == list(enc.out_channels) and feats[0].shape[-1] == 56
+
+
+@pytest.mark.parametrize("name, options", [
+    ("mobilenetv2", {}),
+    ("swin_tiny", {"img_size": 64}),  # the tiny Swin geometry (tiny=true)
+])
+def test_a_published_timm_classifier_checkpoint_loads(tmp_path, name, options):
+    """ImageNet weights as timm publishes them (the whole classifier, head included) load into the
+    encoder's feature levels: its features are the classifier's own intermediate maps."""
+    import timm
+    from safetensors.torch import save_file
+
+    encoder = REGISTRY.build("colormap_encoder", {"name": name, **options})
+    kwargs = {"img_size": 64, **_TINY_SWIN} if name == "swin_tiny" else {}
+    torch.manual_seed(1)
+    classifier = timm.create_model(encoder.config.backbone, pretrained=False, **kwargs).eval()
+    state = {k: v.contiguous() for k, v in classifier.state_dict().items()}
+    assert any(k.startswith(("classifier.", "head.")) for k in state)  # the published layout: head included
+    torch.save(state, tmp_path / "published.pth")
+    save_file(state, tmp_path / "published.safetensors")
+    published = {(tuple(v.shape), v.float().sum().item(), v.float().abs().sum().item()) for v in state.values()}
+    x = torch.rand(1, 3, 64, 64)
+    for file in ("published.pth", "published.safetensors"):
+        loaded = REGISTRY.build("colormap_encoder", {"name": name, **options, "checkpoint": str(tmp_path / file)}).eval()
+        random = REGISTRY.build("colormap_encoder", {"name": name, **options}).eval()
+        for key, value in loaded.backbone.named_parameters():  # every parameter came from the file
+            assert (tuple(value.shape), value.float().sum().item(), value.float().abs().sum().item()) in published, key
+        assert not all(torch.equal(a, b) for a, b in zip(loaded(x), random(x)))
+
+    shared = sorted(set(loaded.backbone.state_dict()) & set(state))
+    truncated = {k: v for k, v in state.items() if k != shared[0]}
+    save_file(truncated, tmp_path / "truncated.safetensors")
+    with pytest.raises(CheckpointError, match="nor is it a published timm checkpoint"):
+        REGISTRY.build("colormap_encoder", {"name": name, **options, "checkpoint": str(tmp_path / "truncated.safetensors")})
