@@ -100,15 +100,45 @@ def pyramid_features(model: nn.Module, x: torch.Tensor, nhwc: bool) -> list[torc
     return list(feats)
 
 
+D2_SWIN = {
+    "d2_swin_tiny": {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7},
+    "d2_swin_large": {"embed_dim": 192, "depths": [2, 2, 18, 2], "num_heads": [6, 12, 24, 48], "window_size": 7},
+    "d2_swin_test": {"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 2, 4], "window_size": 7},
+}
+"""detectron2's Swin (``D2SwinTransformer``, the backbone of Mask2Former's and CropFormer's releases) by
+geometry: Swin-T, Swin-L (the CropFormer release: window 7) and a small one for tests."""
+
+
+def d2_swin(name: str) -> nn.Module:
+    """detectron2's Swin through transformers' ``SwinBackbone``, which computes what detectron2's does and
+    timm's does not: it pads a stage's map before the cyclic shift (timm shifts, then pads: the outputs
+    differ whenever a map is not a multiple of the window) and normalises each stage's output (detectron2's
+    ``norm0..3``). The final LayerNorm of the classifier, which no feature map passes, is dropped."""
+    from transformers import SwinBackbone, SwinConfig
+
+    config = SwinConfig(**D2_SWIN[name], out_features=["stage1", "stage2", "stage3", "stage4"])
+    body = SwinBackbone(config)
+    body.swin.layernorm = nn.Identity()
+    return body
+
+
 class PyramidBackbone(nn.Module):
-    """A timm backbone as a module: forward(x) → NCHW maps at strides 4, 8, 16, 32 (``channels``)."""
+    """A timm backbone (or detectron2's Swin, ``D2_SWIN``) as a module: forward(x) → NCHW maps at strides
+    4, 8, 16, 32 (``channels``)."""
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self.transformers = name in D2_SWIN  # a transformers backbone: feature_maps, NCHW
+        if self.transformers:
+            self.body, self.nhwc = d2_swin(name), False
+            self.channels = [D2_SWIN[name]["embed_dim"] * 2**k for k in range(4)]
+            return
         self.body, channels, self.nhwc = build_pyramid_backbone(name, dict(options or {}))
         self.channels = list(channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.transformers:
+            return list(self.body(x).feature_maps)
         return pyramid_features(self.body, x, self.nhwc)
 
 
@@ -186,5 +216,5 @@ class StagedBackbone(nn.Module):
         return out
 
 
-__all__ = ["STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "StagedBackbone", "build_pyramid_backbone",
-           "load_pyramid_weights", "pyramid_features"]
+__all__ = ["D2_SWIN", "STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "StagedBackbone",
+           "build_pyramid_backbone", "d2_swin", "load_pyramid_weights", "pyramid_features"]

@@ -1,4 +1,4 @@
-"""The pipelines' commands: ``esgkit demo`` and ``esgkit profile``.
+"""The pipelines' commands: ``esgkit demo``, ``esgkit profile`` and ``esgkit convert``.
 
 ``esgkit demo`` is the main job on the embedded default — the whole ESG pipeline (``esg_tiny``) on a
 ShapesWorld scene:
@@ -43,6 +43,14 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--json", help="also write the rows to this JSON file (a new file, or one `esgkit profile` wrote)")
     p.add_argument("--overwrite", action="store_true", help="replace --json even when esgkit profile did not write it")
     p.set_defaults(func=cmd_profile, accepts_overrides=True)
+
+    p = sub.add_parser("convert", help="a published checkpoint → esgkit's weights (safetensors) and a config")
+    p.add_argument("family", choices=["cropformer"], help="what the checkpoint is: cropformer (the official "
+                                                          "release's detectron2 .pth, Swin-L or Swin-T)")
+    p.add_argument("checkpoint", help="the published file")
+    p.add_argument("--out", required=True, help="output folder: <family>.safetensors and <family>.yaml")
+    p.add_argument("--overwrite", action="store_true", help="write into --out even when it holds other files")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="the main job: the shipped CropFormer segments a ShapesWorld scene, the shipped "
                                     "GELLA describes it and grounds its nouns on those entities")
@@ -121,6 +129,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder.record(*written)
     for p in written:
         print(f"wrote {p}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """The official CropFormer release → ``cropformer.safetensors`` (esgkit's key names) and
+    ``cropformer.yaml`` (a ``colormap`` config whose ``segmenter`` section rebuilds the release's network
+    and names those weights): ``esgkit run`` / ``--segmenter OUT/cropformer.yaml`` take it as it is."""
+    from pathlib import Path
+
+    import yaml
+    from safetensors.torch import save_file
+
+    from esgkit.components.segmenters.cropformer.official import convert_state, official_geometry
+    from esgkit.core.outputs import atomic_path, atomic_write, claim_folder
+    from esgkit.layers.weights import read_state_dict
+
+    official = read_state_dict(args.checkpoint, "CropFormer release")  # weights_only; {"model": …} unwrapped
+    geometry, state = official_geometry(official), convert_state(official)
+    out = claim_folder(args.out, "convert", args.overwrite)
+    weights = Path(args.out) / f"{args.family}.safetensors"
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    config = {"pipeline": {"name": "colormap"}, "segmenter": {**geometry, "checkpoint": str(weights.resolve())},
+              "colorizer": {"name": "random", "seed": 0}}
+    header = (f"# The official CropFormer release {Path(args.checkpoint).name}, converted by `esgkit convert`: "
+              "esgkit's CropFormer with the release's geometry\n")
+    config_path = atomic_write(Path(args.out) / f"{args.family}.yaml", header + yaml.safe_dump(config, sort_keys=False))
+    out.record(weights, config_path)
+    print(f"{len(official)} tensors of {args.checkpoint} → {len(state)} in {weights} ({geometry['backbone']}, "
+          f"{geometry['num_queries']} queries, {geometry['decoder_layers']} decoder layers); config {config_path}")
     return 0
 
 

@@ -41,6 +41,7 @@ from transformers.models.mask2former.modeling_mask2former import (
 )
 
 NUM_LEVELS = 3  # the decoder's cross-attention cycles over the 1/32, 1/16 and 1/8 maps
+VIEW_CODES = ("corner", "order")
 
 
 @dataclass
@@ -55,6 +56,9 @@ class CropFormerModelConfig:
     dim_feedforward: int = 64
     decoder_layers: int = 3
     pixel_decoder_layers: int = 1
+    pixel_decoder_feedforward: int = 0  # the pixel decoder's FFN width; 0 = dim_feedforward (the release: 1024)
+    view_code: str = "corner"  # the 3D encoding's view coordinate: corner (the crop's corner) or order (the release)
+    official_association: bool = False  # the release's association: no view code on its keys, no self-attn position
     batch_level: bool = True  # False: image-level decoder only (Mask2Former)
 
 
@@ -67,10 +71,13 @@ def sine_encoding(positions: Tensor, dim: int, temperature: float = 10000.0) -> 
 
 
 class ViewAssociation(nn.Module):
-    """Batch queries attend to every view's queries, then to each other, then an FFN (post-norm)."""
+    """Batch queries attend to every view's queries, then to each other, then an FFN (post-norm).
+    ``self_position``: the self-attention's queries and keys carry the query embedding (the official
+    release's carry none)."""
 
-    def __init__(self, dim: int, heads: int, ffn: int) -> None:
+    def __init__(self, dim: int, heads: int, ffn: int, self_position: bool = True) -> None:
         super().__init__()
+        self.self_position = self_position
         self.cross_attn = nn.MultiheadAttention(dim, heads)
         self.cross_norm = nn.LayerNorm(dim)
         self.self_attn = nn.MultiheadAttention(dim, heads)
@@ -82,7 +89,7 @@ class ViewAssociation(nn.Module):
         """queries, query_pos: (Q, B, C); view_queries, view_pos: (T·Q, B, C) → (Q, B, C)."""
         out, _ = self.cross_attn(queries + query_pos, view_queries + view_pos, view_queries)
         queries = self.cross_norm(queries + out)
-        q = queries + query_pos
+        q = queries + query_pos if self.self_position else queries
         out, _ = self.self_attn(q, q, queries)
         queries = self.self_norm(queries + out)
         return self.ffn_norm(queries + self.ffn(queries))
@@ -102,9 +109,12 @@ class CropFormerModel(nn.Module):
         self.config = c = config
         if c.hidden_dim % 32 or c.hidden_dim % c.num_heads:
             raise ValueError(f"hidden_dim {c.hidden_dim} must be a multiple of 32 and of num_heads {c.num_heads}")
+        if c.view_code not in VIEW_CODES:
+            raise ValueError(f"view_code {c.view_code!r} is not one of {', '.join(VIEW_CODES)}")
         m2f = Mask2FormerConfig(
             feature_size=c.hidden_dim, mask_feature_size=c.hidden_dim, hidden_dim=c.hidden_dim,
-            encoder_feedforward_dim=c.dim_feedforward, dim_feedforward=c.dim_feedforward,
+            encoder_feedforward_dim=c.pixel_decoder_feedforward or c.dim_feedforward,
+            dim_feedforward=c.dim_feedforward,
             encoder_layers=c.pixel_decoder_layers, decoder_layers=c.decoder_layers + 1,
             num_attention_heads=c.num_heads, num_queries=c.num_queries, dropout=0.0, pre_norm=False,
             common_stride=4, feature_strides=list(STRIDES), num_labels=1,
@@ -120,7 +130,8 @@ class CropFormerModel(nn.Module):
         self.decoder_norm = nn.LayerNorm(dim)
         self.class_head = nn.Linear(dim, 2)
         self.mask_head = Mask2FormerMLPPredictionHead(dim, dim, dim, num_layers=3)
-        self.association = ViewAssociation(dim, c.num_heads, c.dim_feedforward) if c.batch_level else None
+        self.association = ViewAssociation(dim, c.num_heads, c.dim_feedforward, not c.official_association) \
+            if c.batch_level else None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -189,7 +200,8 @@ class CropFormerModel(nn.Module):
     def forward(self, views: Tensor, view_ids: Tensor | None = None) -> dict[str, list[dict[str, Tensor]]]:
         """``view_ids`` (B, T) int: the index each view's 3D positional encoding uses (default 0..T−1).
         CropFormer passes 0 for the full view and 1 + the crop's corner (TL 1, TR 2, BL 3, BR 4), so a
-        training sample with one random crop sees the same encodings as the four crops at test."""
+        training sample with one random crop sees the same encodings as the four crops at test.
+        ``view_code: order`` (the release's) ignores them: the coordinate is the view's place in ``views``."""
         b, t = views.shape[:2]
         q, dim = self.config.num_queries, self.config.hidden_dim
         feats = self.backbone(views.flatten(0, 1))
@@ -214,11 +226,16 @@ class CropFormerModel(nn.Module):
 
         # View association: batch queries from the full view's final queries.
         view_queries = view_queries.view(q, b, t, dim)
-        if view_ids is None:
-            view_ids = torch.arange(t, device=views.device).expand(b, t)
-        view_index = sine_encoding(view_ids.reshape(-1), dim).view(b, t, dim)  # (B, T, C)
+        if self.config.view_code == "order":  # the release: 2π(t+1)/T over the views' order, whatever they show
+            coordinate = 2 * math.pi * (torch.arange(t, device=views.device) + 1) / (t + 1e-6)
+            view_index = sine_encoding(coordinate, dim)[None].expand(b, t, dim)
+        else:
+            if view_ids is None:
+                view_ids = torch.arange(t, device=views.device).expand(b, t)
+            view_index = sine_encoding(view_ids.reshape(-1), dim).view(b, t, dim)  # (B, T, C)
         all_queries = view_queries.permute(2, 0, 1, 3).reshape(t * q, b, dim)
-        all_pos = self.query_pos.weight[None, :, None] + view_index.transpose(0, 1)[:, None]  # (T, Q, B, C)
+        keys_code = torch.zeros_like(view_index) if self.config.official_association else view_index
+        all_pos = self.query_pos.weight[None, :, None] + keys_code.transpose(0, 1)[:, None]  # (T, Q, B, C)
         batch_pos = self.query_pos.weight[:, None].repeat(1, b, 1)
         batch_queries = self.association(view_queries[:, :, 0], batch_pos, all_queries, all_pos.reshape(t * q, b, dim))
 

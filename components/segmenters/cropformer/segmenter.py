@@ -21,7 +21,7 @@ from esgkit.layers.weights import load_state, read_state_dict, select_prefix
 
 from .crops import CROP_RATIO, STRIDE_RATIO, Region, cut_views, sample_training_regions, view_regions
 from .fusion import FusedMasks, fuse_views
-from .model import CropFormerModel, CropFormerModelConfig
+from .model import VIEW_CODES, CropFormerModel, CropFormerModelConfig
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # ImageNet, 0..255
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -40,8 +40,9 @@ def resized_input_size(height: int, width: int, short_side: int, max_long_side: 
 
 
 def _model_config(config: object, batch_level: bool) -> CropFormerModelConfig:
-    names = {f.name for f in fields(CropFormerModelConfig)} - {"batch_level"}
-    return CropFormerModelConfig(**{n: getattr(config, n) for n in names}, batch_level=batch_level)
+    """The network's part of a segmenter config (a key the segmenter lacks keeps the network's default)."""
+    values = {f.name: getattr(config, f.name, f.default) for f in fields(CropFormerModelConfig)}
+    return CropFormerModelConfig(**{**values, "batch_level": batch_level})
 
 
 def load_checkpoint(model: nn.Module, path: str, optional: Iterable[str] = ()) -> None:
@@ -56,11 +57,16 @@ def load_checkpoint(model: nn.Module, path: str, optional: Iterable[str] = ()) -
                "the checkpoint was trained with", optional=optional)
 
 
-def check_thresholds(config: object) -> None:
-    """The mask and score thresholds lie in [0, 1) (a ConfigError naming the key otherwise)."""
+def check_config(config: object) -> None:
+    """The mask and score thresholds lie in [0, 1) and the view code is known (a ConfigError naming the
+    key otherwise)."""
     for key in ("threshold", "score_threshold"):
         if not 0.0 <= getattr(config, key) < 1.0:
             raise ConfigError(f"must lie in [0, 1), got {getattr(config, key)}", key=f"segmenter.{key}")
+    code = getattr(config, "view_code", VIEW_CODES[0])
+    if code not in VIEW_CODES:
+        raise ConfigError(f"unknown view code {code!r}; choose one of {', '.join(VIEW_CODES)}",
+                          key="segmenter.view_code")
 
 
 class CropFormerSegmenter(nn.Module, Segmenter):
@@ -70,13 +76,16 @@ class CropFormerSegmenter(nn.Module, Segmenter):
 
     @dataclass
     class Config:
-        backbone: str = "test_resnet"  # any timm model with stride 4..32 features (random init)
+        backbone: str = "test_resnet"  # a timm model with stride 4..32 features, or d2_swin_* (random init)
         hidden_dim: int = 32
         num_queries: int = 10
         num_heads: int = 4
         dim_feedforward: int = 64
         decoder_layers: int = 3
         pixel_decoder_layers: int = 1
+        pixel_decoder_feedforward: int = 0  # 0 = dim_feedforward; the official release: 1024
+        view_code: str = "corner"  # the 3D encoding's view coordinate: corner | order (the release's)
+        official_association: bool = False  # the release's association positions (official.py)
         short_side: int = 256  # paper: 800; 0 = original resolution
         max_long_side: int = 448  # paper: 1333
         crops: bool = True
@@ -90,7 +99,7 @@ class CropFormerSegmenter(nn.Module, Segmenter):
 
     def __init__(self, config: CropFormerSegmenter.Config) -> None:
         super().__init__()
-        check_thresholds(config)
+        check_config(config)
         self.config = config
         self.model = CropFormerModel(_model_config(config, self.batch_level))
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -201,7 +210,7 @@ class Mask2FormerSegmenter(CropFormerSegmenter):
         from .hf_mask2former import HuggingFaceMask2Former, is_hf_folder
 
         if is_hf_folder(config.checkpoint):
-            check_thresholds(config)
+            check_config(config)
             return HuggingFaceMask2Former(config, config.checkpoint)
         return super().from_config(config)
 
@@ -214,6 +223,7 @@ class Mask2FormerSegmenter(CropFormerSegmenter):
         dim_feedforward: int = 64
         decoder_layers: int = 3
         pixel_decoder_layers: int = 1
+        pixel_decoder_feedforward: int = 0
         short_side: int = 256  # paper: 800; 0 = original resolution (the high-resolution baseline)
         max_long_side: int = 448
         threshold: float = 0.5
