@@ -24,8 +24,8 @@ set at a small geometry, ``tests/components/segmenters/test_cropformer_official.
   Mask2Former baseline): training only, dropped.
 
 The release's Mask2Former baseline (``mask2former_swin_*_3x``: no ``make_3d``) converts to the
-``mask2former`` segmenter. The names on esgkit's side are those of transformers' Mask2Former and Swin modules; the decoder's
-self-attention ``in_proj`` and Swin's ``qkv`` are split into q, k, v. The release computes a few things
+``mask2former`` segmenter. The names on esgkit's side are those of transformers' Mask2Former and Swin
+modules; the decoder's self-attention ``in_proj`` and Swin's ``qkv`` are split into q, k, v. The release computes a few things
 differently from esgkit's defaults, so the converted config sets ``pixel_decoder_feedforward`` (1024),
 ``view_code: order`` and ``official_association: true``, and uses ``d2_swin_*`` (detectron2's Swin,
 through transformers). HorNet-L checkpoints are refused: HorNet is not in timm or transformers.
