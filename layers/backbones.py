@@ -123,22 +123,29 @@ def d2_swin(name: str) -> nn.Module:
 
 
 class PyramidBackbone(nn.Module):
-    """A timm backbone (or detectron2's Swin, ``D2_SWIN``) as a module: forward(x) → NCHW maps at strides
-    4, 8, 16, 32 (``channels``)."""
+    """A timm backbone, detectron2's Swin (``D2_SWIN``) or HorNet (``layers.hornet.HORNET``) as a module:
+    forward(x) → NCHW maps at strides 4, 8, 16, 32 (``channels``)."""
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+        from .hornet import HORNET, HorNet
+
         super().__init__()
-        self.transformers = name in D2_SWIN  # a transformers backbone: feature_maps, NCHW
-        if self.transformers:
-            self.body, self.nhwc = d2_swin(name), False
+        self.kind, self.nhwc = ("swin" if name in D2_SWIN else "hornet" if name in HORNET else "timm"), False
+        if self.kind == "swin":
+            self.body = d2_swin(name)
             self.channels = [D2_SWIN[name]["embed_dim"] * 2**k for k in range(4)]
-            return
-        self.body, channels, self.nhwc = build_pyramid_backbone(name, dict(options or {}))
-        self.channels = list(channels)
+        elif self.kind == "hornet":
+            self.body = HorNet(HORNET[name])
+            self.channels = list(self.body.channels)
+        else:
+            self.body, channels, self.nhwc = build_pyramid_backbone(name, dict(options or {}))
+            self.channels = list(channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.transformers:
+        if self.kind == "swin":
             return list(self.body(x).feature_maps)
+        if self.kind == "hornet":
+            return self.body(x)
         return pyramid_features(self.body, x, self.nhwc)
 
 

@@ -46,7 +46,7 @@ def add_commands(sub) -> None:  # type: ignore[no-untyped-def]
 
     p = sub.add_parser("convert", help="a published checkpoint → esgkit's weights (safetensors) and a config")
     p.add_argument("family", choices=["cropformer"], help="what the checkpoint is: cropformer (the official "
-                                                          "release's detectron2 .pth, Swin-L or Swin-T)")
+                                                          "release's detectron2 .pth: Swin-L, Swin-T, HorNet-L)")
     p.add_argument("checkpoint", help="the published file")
     p.add_argument("--out", required=True, help="output folder: <family>.safetensors and <family>.yaml")
     p.add_argument("--overwrite", action="store_true", help="write into --out even when it holds other files")

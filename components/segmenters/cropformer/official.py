@@ -4,7 +4,10 @@ The release (github.com/qqlu/Entity, ``Entityv2/CropFormer``) ships detectron2 `
 ``.pth`` files. Their key families, read from the reference modules (the test builds exactly this key
 set at a small geometry, ``tests/components/segmenters/test_cropformer_official.py``):
 
-* ``backbone.*`` — ``D2SwinTransformer`` (``mask2former/modeling/backbone/swin.py``):
+* ``backbone.*`` — ``D2HorNet`` (``backbone/hornet.py``: ``downsample_layers``, ``stages.{s}.{b}.{norm1,
+  gnconv.{proj_in, dwconv (a 7×7 depthwise conv, or dw + complex_weight + pre/post_norm), proj_out, pws},
+  norm2, pwconv1, pwconv2, gamma1, gamma2}``, ``norm{s}``: esgkit's ``layers.hornet`` keeps these names), or
+  ``D2SwinTransformer`` (``mask2former/modeling/backbone/swin.py``):
   ``patch_embed.{proj, norm}``; ``layers.{s}.blocks.{b}.{norm1, attn.{qkv (3C, C), proj,
   relative_position_bias_table ((2w−1)², heads), relative_position_index}, norm2, mlp.{fc1, fc2}}``;
   ``layers.{s}.downsample.{reduction, norm}`` (s < 3); ``norm{s}``, the LayerNorm of each stage's output.
@@ -25,10 +28,10 @@ set at a small geometry, ``tests/components/segmenters/test_cropformer_official.
 
 The release's Mask2Former baseline (``mask2former_swin_*_3x``: no ``make_3d``) converts to the
 ``mask2former`` segmenter. The names on esgkit's side are those of transformers' Mask2Former and Swin
-modules; the decoder's self-attention ``in_proj`` and Swin's ``qkv`` are split into q, k, v. The release computes a few things
-differently from esgkit's defaults, so the converted config sets ``pixel_decoder_feedforward`` (1024),
+modules; the decoder's self-attention ``in_proj`` and Swin's ``qkv`` are split into q, k, v. The release
+computes a few things differently from esgkit's defaults, so the converted config sets ``pixel_decoder_feedforward`` (1024),
 ``view_code: order`` and ``official_association: true``, and uses ``d2_swin_*`` (detectron2's Swin,
-through transformers). HorNet-L checkpoints are refused: HorNet is not in timm or transformers.
+through transformers) or ``d2_hornet_large`` (``layers/hornet.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import torch
 
 from esgkit.core.errors import CheckpointError
 from esgkit.layers.backbones import D2_SWIN
+from esgkit.layers.hornet import HORNET, HorNetGeometry
 from esgkit.layers.weights import key_names
 
 PIXEL = "sem_seg_head.pixel_decoder."
@@ -121,8 +125,12 @@ def convert_state(official: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     buffers dropped. A key no rule maps is a CheckpointError listing every such key."""
     out: dict[str, torch.Tensor] = {}
     unmapped = []
+    hornet = _is_hornet(official)
     for key, tensor in official.items():
         if DROPPED.search(key):
+            continue
+        if hornet and key.startswith("backbone."):  # esgkit's HorNet keeps the release's module names
+            out[f"backbone.body.{key[len('backbone.'):]}"] = tensor
             continue
         for pattern, split in SPLITS:
             if m := pattern.fullmatch(key):
@@ -135,13 +143,40 @@ def convert_state(official: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
                     break
             else:
                 unmapped.append(key)
-    if any(k.startswith("backbone.") and ("gnconv" in k or "downsample_layers" in k) for k in unmapped):
-        raise CheckpointError("a HorNet CropFormer checkpoint: HorNet is not in timm or transformers, so esgkit "
-                              "cannot build its backbone yet; the Swin-L and Swin-T releases convert")
     if unmapped:
         raise CheckpointError(f"{len(unmapped)} key(s) of the checkpoint map to nothing in esgkit's CropFormer: "
                               f"{key_names(unmapped)}; is it an official CropFormer (or Mask2Former) release?")
     return out
+
+
+def _is_hornet(official: Mapping[str, Any]) -> bool:
+    return any(k.startswith("backbone.stages.") for k in official)
+
+
+def _backbone(official: Mapping[str, torch.Tensor], shape: Callable[[str], tuple[int, ...]]) -> str:
+    """The ``D2_SWIN`` / ``HORNET`` preset whose geometry the release's backbone tensors show."""
+    if _is_hornet(official):
+        stages = range(4)
+        depths = [_count(official, rf"backbone\.stages\.{s}\.(\d+)\..*") for s in stages]
+        orders = [_count(official, rf"backbone\.stages\.{s}\.0\.gnconv\.pws\.(\d+)\..*") + 1 for s in stages]
+        spectral = [tuple(official[f"backbone.stages.{s}.0.gnconv.dwconv.complex_weight"].shape[1:3])
+                    if f"backbone.stages.{s}.0.gnconv.dwconv.complex_weight" in official else None for s in stages]
+        found = HorNetGeometry(base_dim=shape("backbone.downsample_layers.0.0.weight")[0], depths=depths,
+                               orders=orders, spectral=spectral)
+        presets = {name: (g.base_dim, g.depths, g.orders, g.spectral) for name, g in HORNET.items()}
+        wanted = (found.base_dim, found.depths, found.orders, found.spectral)
+    else:
+        presets = dict(D2_SWIN)
+        wanted = {"embed_dim": shape("backbone.patch_embed.proj.weight")[0],
+                  "depths": [_count(official, rf"backbone\.layers\.{s}\.blocks\.(\d+)\..*") for s in range(4)],
+                  "num_heads": [shape(f"backbone.layers.{s}.blocks.0.attn.relative_position_bias_table")[1]
+                                for s in range(4)],
+                  "window_size": (math.isqrt(shape("backbone.layers.0.blocks.0.attn.relative_position_bias_table")[0])
+                                  + 1) // 2}
+    name = next((n for n, geometry in presets.items() if geometry == wanted), None)
+    if name is None:
+        raise CheckpointError(f"its backbone ({wanted}) is none of esgkit's release geometries ({', '.join(presets)})")
+    return name
 
 
 def _count(state: Mapping[str, Any], pattern: str) -> int:
@@ -151,7 +186,7 @@ def _count(state: Mapping[str, Any], pattern: str) -> int:
 
 def official_geometry(official: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """The ``cropformer`` segmenter keys that rebuild the release's network, read off its shapes:
-    hidden size, queries, heads-independent widths, layer counts and the Swin preset (``D2_SWIN``)."""
+    hidden size, queries, heads, widths, layer counts and the backbone preset (``D2_SWIN``, ``HORNET``)."""
     def shape(key: str) -> tuple[int, ...]:
         if key not in official:
             raise CheckpointError(f"the checkpoint has no {key}: not an official CropFormer release")
@@ -159,16 +194,7 @@ def official_geometry(official: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
     queries, dim = shape(f"{DECODER}query_feat.weight")
     layers = _count(official, rf"{re.escape(DECODER)}transformer_ffn_layers\.(\d+)\..*")
-    swin = {"embed_dim": shape("backbone.patch_embed.proj.weight")[0],
-            "depths": [_count(official, rf"backbone\.layers\.{s}\.blocks\.(\d+)\..*") for s in range(4)],
-            "num_heads": [shape(f"backbone.layers.{s}.blocks.0.attn.relative_position_bias_table")[1]
-                          for s in range(4)],
-            "window_size": (math.isqrt(shape("backbone.layers.0.blocks.0.attn.relative_position_bias_table")[0]) + 1)
-            // 2}
-    backbone = next((name for name, geometry in D2_SWIN.items() if geometry == swin), None)
-    if backbone is None:
-        raise CheckpointError(f"its Swin ({swin}) is none of esgkit's detectron2 Swin geometries "
-                              f"({', '.join(D2_SWIN)})")
+    backbone = _backbone(official, shape)
     # the head count shows in the deformable attention's offsets: heads × 3 levels × 4 points × (x, y)
     heads = shape(f"{PIXEL}transformer.encoder.layers.0.self_attn.sampling_offsets.weight")[0] // (3 * 4 * 2)
     geometry = {"name": "cropformer", "backbone": backbone, "hidden_dim": dim, "num_queries": queries,

@@ -76,7 +76,7 @@ class CropFormerSegmenter(nn.Module, Segmenter):
 
     @dataclass
     class Config:
-        backbone: str = "test_resnet"  # a timm model with stride 4..32 features, or d2_swin_* (random init)
+        backbone: str = "test_resnet"  # timm model with stride 4..32 features, d2_swin_* or d2_hornet_* (random init)
         hidden_dim: int = 32
         num_queries: int = 10
         num_heads: int = 4

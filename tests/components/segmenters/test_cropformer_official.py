@@ -15,14 +15,16 @@ from esgkit.components.segmenters.cropformer.model import CropFormerModel, CropF
 from esgkit.components.segmenters.cropformer.official import convert_state, official_geometry
 from esgkit.core.errors import CheckpointError
 from esgkit.layers.backbones import D2_SWIN
+from esgkit.layers.hornet import HORNET
 from esgkit.layers.weights import load_state
 
 D, HEADS, QUERIES, FFN, PIXEL_FFN, LAYERS, PIXEL_LAYERS = 32, 4, 6, 64, 48, 3, 2
 SWIN = D2_SWIN["d2_swin_test"]
+HORNET_TEST = HORNET["d2_hornet_test"]
 
 
-def official_state(seed: int = 0, crops: bool = True) -> dict[str, torch.Tensor]:
-    """The release's keys and shapes (D2SwinTransformer, MSDeformAttnPixelDecoder,
+def official_state(seed: int = 0, crops: bool = True, backbone: str = "swin") -> dict[str, torch.Tensor]:
+    """The release's keys and shapes (D2SwinTransformer or D2HorNet, MSDeformAttnPixelDecoder,
     CropSharedMultiScaleMaskedTransformerDecoder with Make3dQueries, the two criteria), random values."""
     g = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
@@ -43,6 +45,61 @@ def official_state(seed: int = 0, crops: bool = True) -> dict[str, torch.Tensor]
         add(f"{key}.in_proj_bias", 3 * D)
         linear(f"{key}.out_proj", D, D)
 
+    if backbone == "hornet":
+        c0 = hornet_backbone(add, norm, linear)
+    else:
+        c0 = swin_backbone(add, norm, linear, state)
+    pixel_and_decoder(add, norm, linear, attention, c0, crops)
+    state.update({"criterion_2d.empty_weight": torch.ones(2), "criterion_3d.empty_weight": torch.ones(2)} if crops
+                 else {"criterion.empty_weight": torch.ones(2)})  # the Mask2Former baseline: one criterion
+    return state
+
+
+def hornet_backbone(add, norm, linear) -> int:
+    """D2HorNet: stem and downsamplings, blocks with gnconv (7×7 depthwise, or the global-local filter),
+    the stage norms."""
+    g = HORNET_TEST
+    dims = [g.base_dim * 2**k for k in range(4)]
+    add("backbone.downsample_layers.0.0.weight", dims[0], 3, 4, 4)
+    add("backbone.downsample_layers.0.0.bias", dims[0])
+    norm("backbone.downsample_layers.0.1", dims[0])
+    for k in range(1, 4):
+        norm(f"backbone.downsample_layers.{k}.0", dims[k - 1])
+        add(f"backbone.downsample_layers.{k}.1.weight", dims[k], dims[k - 1], 2, 2)
+        add(f"backbone.downsample_layers.{k}.1.bias", dims[k])
+    for s, (c, depth, order, spectral) in enumerate(zip(dims, g.depths, g.orders, g.spectral)):
+        widths = [c // 2**k for k in range(order)][::-1]
+        total = sum(widths)
+        for b in range(depth):
+            block = f"backbone.stages.{s}.{b}"
+            norm(f"{block}.norm1", c)
+            add(f"{block}.gnconv.proj_in.weight", 2 * c, c, 1, 1)
+            add(f"{block}.gnconv.proj_in.bias", 2 * c)
+            if spectral:
+                add(f"{block}.gnconv.dwconv.dw.weight", total // 2, 1, 3, 3)
+                add(f"{block}.gnconv.dwconv.complex_weight", total // 2, *spectral, 2)
+                norm(f"{block}.gnconv.dwconv.pre_norm", total)
+                norm(f"{block}.gnconv.dwconv.post_norm", total)
+            else:
+                add(f"{block}.gnconv.dwconv.weight", total, 1, 7, 7)
+                add(f"{block}.gnconv.dwconv.bias", total)
+            add(f"{block}.gnconv.proj_out.weight", c, c, 1, 1)
+            add(f"{block}.gnconv.proj_out.bias", c)
+            for k in range(order - 1):
+                add(f"{block}.gnconv.pws.{k}.weight", widths[k + 1], widths[k], 1, 1)
+                add(f"{block}.gnconv.pws.{k}.bias", widths[k + 1])
+            norm(f"{block}.norm2", c)
+            linear(f"{block}.pwconv1", 4 * c, c)
+            linear(f"{block}.pwconv2", c, 4 * c)
+            add(f"{block}.gamma1", c)
+            add(f"{block}.gamma2", c)
+        norm(f"backbone.norm{s}", c)
+    return dims[0]
+
+
+def swin_backbone(add, norm, linear, state) -> int:
+    """D2SwinTransformer: patch embedding, blocks (fused qkv, relative position table and index),
+    patch merging, the stage norms."""
     c0, w = SWIN["embed_dim"], SWIN["window_size"]
     add("backbone.patch_embed.proj.weight", c0, 3, 4, 4)
     add("backbone.patch_embed.proj.bias", c0)
@@ -63,7 +120,11 @@ def official_state(seed: int = 0, crops: bool = True) -> dict[str, torch.Tensor]
             add(f"backbone.layers.{s}.downsample.reduction.weight", 2 * c, 4 * c)
             norm(f"backbone.layers.{s}.downsample.norm", 4 * c)
         norm(f"backbone.norm{s}", c)
+    return c0
 
+
+def pixel_and_decoder(add, norm, linear, attention, c0: int, crops: bool) -> None:
+    """MSDeformAttnPixelDecoder and the shared masked-attention decoder, with Make3dQueries (``crops``)."""
     pix = "sem_seg_head.pixel_decoder"
     for i, channels in enumerate((c0 * 8, c0 * 4, c0 * 2)):  # res5, res4, res3
         add(f"{pix}.input_proj.{i}.0.weight", D, channels, 1, 1)
@@ -103,9 +164,8 @@ def official_state(seed: int = 0, crops: bool = True) -> dict[str, torch.Tensor]
     linear(f"{dec}.class_embed", 2, D)
     for k in range(3):
         linear(f"{dec}.mask_embed.layers.{k}", D, D)
-    if not crops:  # the release's Mask2Former baseline: one criterion, no view association
-        state["criterion.empty_weight"] = torch.ones(2)
-        return state
+    if not crops:  # the release's Mask2Former baseline: no view association
+        return
     attention(f"{dec}.make_3d.enc_crosattn_3d.0.multihead_attn")
     norm(f"{dec}.make_3d.enc_crosattn_3d.0.norm", D)
     attention(f"{dec}.make_3d.enc_selfattn_3d.0.self_attn")
@@ -113,9 +173,6 @@ def official_state(seed: int = 0, crops: bool = True) -> dict[str, torch.Tensor]
     linear(f"{dec}.make_3d.enc_ffn_3d.0.linear1", FFN, D)
     linear(f"{dec}.make_3d.enc_ffn_3d.0.linear2", D, FFN)
     norm(f"{dec}.make_3d.enc_ffn_3d.0.norm", D)
-    state["criterion_2d.empty_weight"] = torch.ones(2)
-    state["criterion_3d.empty_weight"] = torch.ones(2)
-    return state
 
 
 def test_every_key_of_the_release_maps_onto_the_network_in_release_mode():
@@ -144,6 +201,22 @@ def test_every_key_of_the_release_maps_onto_the_network_in_release_mode():
     with torch.no_grad():
         out = model.eval()(torch.rand(1, 5, 3, 64, 96))  # full view + 4 crops
     assert out["batch"][-1]["masks"].shape == (1, QUERIES, 5, 16, 24)
+
+
+def test_the_hornet_release_maps_onto_esgkits_hornet():
+    official = official_state(2, backbone="hornet")
+    geometry = official_geometry(official)
+    assert geometry["backbone"] == "d2_hornet_test"
+    model_keys = {k for k in CropFormerModelConfig.__dataclass_fields__} - {"batch_level"}
+    model = CropFormerModel(CropFormerModelConfig(**{k: v for k, v in geometry.items() if k in model_keys}))
+    load_state(model, convert_state(official), "converted HorNet release")  # strict
+    torch.testing.assert_close(model.backbone.body.stages[3][0].gnconv.dwconv.complex_weight,
+                               official["backbone.stages.3.0.gnconv.dwconv.complex_weight"])
+    with torch.no_grad():  # 96×128: the spectra (6×5, 3×3 at strides 16, 32) are not the filters' sizes
+        feats = model.backbone(torch.rand(1, 3, 96, 128))
+        out = model.eval()(torch.rand(1, 2, 3, 96, 128))
+    assert [tuple(f.shape[1:]) for f in feats] == [(16, 24, 32), (32, 12, 16), (64, 6, 8), (128, 3, 4)]
+    assert torch.isfinite(out["batch"][-1]["masks"]).all()
 
 
 def test_the_releases_mask2former_baseline_converts_to_the_mask2former_segmenter():
@@ -182,9 +255,9 @@ def test_other_checkpoints_are_refused_naming_their_keys():
     official["sem_seg_head.predictor.extra_head.weight"] = torch.zeros(2)
     with pytest.raises(CheckpointError, match=r"map to nothing.*extra_head\.weight"):
         convert_state(official)
-    hornet = {"backbone.stages.0.0.gnconv.proj_in.weight": torch.zeros(1),
-              "backbone.downsample_layers.0.0.weight": torch.zeros(1)}
-    with pytest.raises(CheckpointError, match="HorNet"):
-        convert_state(hornet)
+    wider = official_state(backbone="hornet")
+    wider["backbone.downsample_layers.0.0.weight"] = torch.zeros(24, 3, 4, 4)
+    with pytest.raises(CheckpointError, match="none of esgkit's release geometries"):
+        official_geometry(wider)
     with pytest.raises(CheckpointError, match="no sem_seg_head.predictor.query_feat.weight"):
         official_geometry({"backbone.patch_embed.proj.weight": torch.zeros(1)})
