@@ -1,8 +1,10 @@
 """Docs that run: every fenced block of the README, docs/, the model cards and the package READMEs is
 executed here, in document order, in a scratch folder per document.
 
-* ``bash``: each command (``\\``-continued lines joined) runs in a shell with ``esgkit`` on the PATH;
-  it must exit 0. Sizes are shrunk where the command as written would take minutes (``TINY``): fewer
+* ``bash``: each command (``\\``-continued lines joined) must exit 0. A plain ``esgkit …`` line runs
+  in this process through ``esgkit.core.cli.main``, the function the ``esgkit`` script calls (saving a
+  fresh interpreter's imports per command); a line with shell syntax runs in bash with ``esgkit`` on
+  the PATH. Sizes are shrunk where the command as written would take minutes (``TINY``): fewer
   and smaller ShapesWorld images, one training step, one evaluated image — the command is otherwise
   the one the reader sees.
 * ``python``: executed in one namespace per document (later blocks see earlier ones).
@@ -21,8 +23,11 @@ and ``masks.png`` (a ShapesWorld scene and its entity id-map).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -106,6 +111,28 @@ def tiny(command: str) -> str:
     return command
 
 
+def run_command(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run one command of a doc. A plain ``esgkit …`` line runs in this process through the entry point's
+    own function (``esgkit.core.cli.main``, what the ``esgkit`` script calls): the same code without a
+    fresh interpreter's seconds of imports per command. Anything with shell syntax runs in bash."""
+    if command.startswith("esgkit ") and not set(command.split("#")[0]) & set("|&;<>$`"):
+        import torch
+
+        from esgkit.core.cli import main
+
+        out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(shlex.split(command, comments=True)[1:])
+            except SystemExit as stop:  # argparse's exits
+                code = stop.code if isinstance(stop.code, int) else 1
+            finally:
+                torch.set_num_threads(threads)  # main sets the process's threads (env vars it restores itself)
+        return code, out.getvalue(), err.getvalue()
+    result = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout, result.stderr
+
+
 @pytest.fixture(scope="session")
 def inputs(tmp_path_factory, photo):
     """The files the docs' commands name, made once."""
@@ -160,9 +187,8 @@ def test_doc_runs(doc, inputs, tmp_path, monkeypatch):
         if block.language == "bash":
             for command in commands(block.code):
                 run = tiny(command)
-                result = subprocess.run(run, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
-                                        timeout=600)
-                assert result.returncode == 0, f"{block.where}: `{run}` failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+                code, out, err = run_command(run, tmp_path, env)
+                assert code == 0, f"{block.where}: `{run}` failed:\n{out[-2000:]}\n{err[-3000:]}"
                 ran += 1
         elif block.language == "python":
             exec(compile(block.code, block.where, "exec"), module.__dict__)  # noqa: S102 - the docs' own examples
