@@ -64,32 +64,42 @@ def build_pyramid_backbone(backbone: str, kwargs: dict[str, Any]) -> tuple[nn.Mo
     return build_levels(backbone, kwargs, tuple(reductions.index(s) for s in STRIDES))
 
 
-def load_pyramid_weights(model: nn.Module, backbone: str, kwargs: dict[str, Any], path: str, what: str) -> None:
-    """Weights for a ``build_pyramid_backbone`` model: its own state dict (as esgkit saves it), or a
-    published timm checkpoint of the whole classifier (ImageNet weights as timm publishes them; the
-    original repositories' layouts go through timm's own filter). The file is read here (safetensors
-    or ``weights_only``); the published route must fit the whole classifier strictly before timm cuts
-    it to the same feature levels, so no tensor is silently left random."""
+def load_timm_weights(model: nn.Module, backbone: str, kwargs: dict[str, Any], path: str, what: str,
+                      out_indices: tuple[int, ...] | None = None, prefix: str = "") -> None:
+    """Weights for a timm model esgkit built (``features_only`` at ``out_indices``, or with ``None`` the
+    classifier-less network): its own state dict (as esgkit saves it), or a published timm checkpoint of
+    the whole classifier (ImageNet weights as timm publishes them; the original repositories' layouts go
+    through timm's own filter). The file is read here (safetensors or ``weights_only``); the published
+    route must fit the whole classifier strictly before timm cuts it to ``model``'s form, so no tensor is
+    silently left random. esgkit's own keys may carry ``prefix`` (a wrapper's ``body.``)."""
     import timm
 
     from esgkit.layers.weights import load_state, mismatch, raise_mismatch, read_state_dict
 
     state = read_state_dict(path, what)
+    if prefix and state and all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items()}
     own = mismatch(state, model.state_dict())
     if not own:
         load_state(model, state, f"{what} ({path})")
         return
-    reductions = feature_strides(backbone, kwargs)
+    shape = {"features_only": True, "out_indices": out_indices} if out_indices is not None else {"num_classes": 0}
     try:  # timm's filter may edit the dict it is given: a copy each time
         timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"state_dict": dict(state)}, **kwargs)
         published = timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"state_dict": dict(state)},
-                                      features_only=True, out_indices=tuple(reductions.index(s) for s in STRIDES),
-                                      **kwargs)
+                                      **kwargs, **shape)
     except (RuntimeError, KeyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise_mismatch(f"{what} ({path})", own, f"nor is it a published timm checkpoint of {backbone} ({first}); give "
                        "this backbone's weights as esgkit saves them or as timm publishes the whole classifier")
-    model.load_state_dict(published.state_dict())
+    weights = published.state_dict()
+    model.load_state_dict({k: v for k, v in weights.items() if k in model.state_dict()}, strict=True)
+
+
+def load_pyramid_weights(model: nn.Module, backbone: str, kwargs: dict[str, Any], path: str, what: str) -> None:
+    """``load_timm_weights`` for a ``build_pyramid_backbone`` model (its stride 4, 8, 16, 32 levels)."""
+    reductions = feature_strides(backbone, kwargs)
+    load_timm_weights(model, backbone, kwargs, path, what, tuple(reductions.index(s) for s in STRIDES))
 
 
 def pyramid_features(model: nn.Module, x: torch.Tensor, nhwc: bool) -> list[torch.Tensor]:
@@ -160,9 +170,14 @@ class GridBackbone(nn.Module):
         if stride not in reductions:
             raise ConfigError(f"timm backbone {name!r} has feature strides {reductions}; stride {stride} is not one "
                               "of them", key="stride")
-        self.body, channels, self.nhwc = build_levels(name, options, (reductions.index(stride),))
+        self.build = (name, options, (reductions.index(stride),))
+        self.body, channels, self.nhwc = build_levels(*self.build)
         self.channels = channels[-1]
         self.stride = stride
+
+    def load(self, path: str, what: str) -> None:
+        """Weights from ``path``: esgkit's own, or timm's published ImageNet file (``load_timm_weights``)."""
+        load_timm_weights(self.body, self.build[0], self.build[1], path, what, self.build[2], prefix="body.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pyramid_features(self.body, x, self.nhwc)[-1]
@@ -180,9 +195,14 @@ class LevelBackbone(nn.Module):
         if not levels or any(not 0 <= k < len(reductions) for k in levels):
             raise ConfigError(f"timm backbone {name!r} has feature levels 0..{len(reductions) - 1} (strides "
                               f"{reductions}); levels {list(levels)} are not all among them", key="levels")
-        self.body, channels, self.nhwc = build_levels(name, options, tuple(levels))
+        self.build = (name, options, tuple(levels))
+        self.body, channels, self.nhwc = build_levels(*self.build)
         self.channels = list(channels)
         self.reductions = [reductions[k] for k in levels]
+
+    def load(self, path: str, what: str) -> None:
+        """Weights from ``path``: esgkit's own, or timm's published ImageNet file (``load_timm_weights``)."""
+        load_timm_weights(self.body, self.build[0], self.build[1], path, what, self.build[2], prefix="body.")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return pyramid_features(self.body, x, self.nhwc)
@@ -197,10 +217,12 @@ class StagedBackbone(nn.Module):
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         super().__init__()
-        model = _create_timm(name, dict(options or {}), features_only=False)
+        self.build = (name, dict(options or {}))
+        model = _create_timm(name, self.build[1], features_only=False)
         for stem, stages in (("patch_embed", "layers"), ("stem", "stages")):
             if isinstance(getattr(model, stem, None), nn.Module) and isinstance(getattr(model, stages, None), nn.Sequential):
                 self.stem, self.stages = getattr(model, stem), getattr(model, stages)
+                self.parts = (stem, stages)  # the timm model's names of the two
                 break
         else:
             raise ConfigError(f"timm backbone {name!r} has no stem + stages to act between (patch_embed + layers as "
@@ -209,6 +231,20 @@ class StagedBackbone(nn.Module):
         self.channels = [int(f["num_chs"]) for f in info][-len(self.stages):]
         self.reductions = [int(f["reduction"]) for f in info][-len(self.stages):]
         self.nhwc = str(getattr(model, "output_fmt", "NCHW")).upper() == "NHWC"
+
+    def load(self, path: str, what: str) -> None:
+        """Weights from ``path``: esgkit's own (``stem.*``, ``stages.*``), or timm's published ImageNet file of
+        the whole classifier (``load_timm_weights`` on the network the stem and stages were taken from)."""
+        from esgkit.layers.weights import load_state, mismatch, read_state_dict
+
+        state = read_state_dict(path, what)
+        if not mismatch(state, self.state_dict()):
+            load_state(self, state, f"{what} ({path})")
+            return
+        whole = nn.Module()  # the stem and stages under the timm model's own names
+        whole.add_module(self.parts[0], self.stem)
+        whole.add_module(self.parts[1], self.stages)
+        load_timm_weights(whole, self.build[0], self.build[1], path, what)
 
     def forward(self, x: torch.Tensor, between: Any = None) -> list[torch.Tensor]:
         x = self.stem(x)
@@ -224,4 +260,4 @@ class StagedBackbone(nn.Module):
 
 
 __all__ = ["D2_SWIN", "STRIDES", "GridBackbone", "LevelBackbone", "PyramidBackbone", "StagedBackbone",
-           "build_pyramid_backbone", "d2_swin", "load_pyramid_weights", "pyramid_features"]
+           "build_pyramid_backbone", "d2_swin", "load_pyramid_weights", "load_timm_weights", "pyramid_features"]

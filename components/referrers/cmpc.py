@@ -135,6 +135,7 @@ class CMPCReferrer(nn.Module, Referrer):
     class Config:
         backbone: str = "resnet101"     # the paper: DeepLab-ResNet-101 (cmpc_paper: backbone_options {output_stride: 8})
         backbone_options: dict[str, Any] = field(default_factory=dict)
+        backbone_checkpoint: str = ""  # the backbone's published ImageNet weights (timm's file) or esgkit's
         levels: list[int] = field(default_factory=lambda: [2, 3, 4])  # timm feature levels (ResNet res3, res4, res5)
         out_stride: int = 8             # the mask grid: every level resized to image_size / out_stride
         image_size: int = 320           # input side: aspect kept, padded to a square
@@ -164,6 +165,8 @@ class CMPCReferrer(nn.Module, Referrer):
             raise ConfigError(f"threshold {c.threshold} must be in (0, 1)", key="referrer.threshold")
         self.config = c
         self.backbone = LevelBackbone(c.backbone, tuple(c.levels), c.backbone_options)
+        if c.backbone_checkpoint:  # a start for training; a trained referrer's own weights replace it
+            self.backbone.load(c.backbone_checkpoint, f"referrer.backbone_checkpoint ({c.backbone})")
         self.visual_proj = nn.ModuleList(nn.Conv2d(ch, c.dim, 1) for ch in self.backbone.channels)
         n = len(c.levels)
         self.perceive = nn.ModuleList(

@@ -136,6 +136,7 @@ class PBRECReferrer(nn.Module, Referrer):
     class Config:
         backbone: str = "resnet101"     # any timm backbone with a feature level at ``stride``
         backbone_options: dict[str, Any] = field(default_factory=dict)
+        backbone_checkpoint: str = ""  # the backbone's published ImageNet weights (timm's file) or esgkit's
         stride: int = 32                # the grid's cell size g (ResNet C5)
         image_size: int = 640           # input side: aspect kept, padded to a square
         dim: int = 256
@@ -173,6 +174,8 @@ class PBRECReferrer(nn.Module, Referrer):
                               key="referrer")
         self.config = c
         self.backbone = GridBackbone(c.backbone, c.stride, c.backbone_options)
+        if c.backbone_checkpoint:  # a start for training; a trained referrer's own weights replace it
+            self.backbone.load(c.backbone_checkpoint, f"referrer.backbone_checkpoint ({c.backbone})")
         self.visual_proj = nn.Conv2d(self.backbone.channels, c.dim, 1)
         self.text_proj: nn.Module = nn.Identity()
         self.encoder = PositionalEncoder(c.dim, c.heads, c.ffn_dim, c.layers, c.dropout)

@@ -67,6 +67,7 @@ class QRNetReferrer(nn.Module, Referrer):
     class Config:
         backbone: str = "swin_small_patch4_window7_224"  # any timm model with stem + stages (Swin, ConvNeXt)
         backbone_options: dict[str, Any] = field(default_factory=dict)  # e.g. {img_size: 640, window_size: 10}
+        backbone_checkpoint: str = ""  # the backbone's published ImageNet weights (timm's file) or esgkit's
         image_size: int = 640           # input side: aspect kept, padded to a square; a multiple of 64
         dim: int = 256
         layers: int = 6
@@ -113,6 +114,8 @@ class QRNetReferrer(nn.Module, Referrer):
                               key="referrer.threshold")
         self.config = c
         self.backbone = StagedBackbone(c.backbone, c.backbone_options)
+        if c.backbone_checkpoint:  # a start for training; a trained referrer's own weights replace it
+            self.backbone.load(c.backbone_checkpoint, f"referrer.backbone_checkpoint ({c.backbone})")
         strides = self.backbone.reductions
         if strides[-1] != 32 or any(b != 2 * a for a, b in zip(strides[:-1], strides[1:])):
             raise ConfigError(f"backbone {c.backbone!r} has stage strides {strides}; QRNet's neck needs stages "
