@@ -13,37 +13,20 @@ from esgkit.components.llms.tokenizer import IMAGE_TOKEN, SEG_TOKEN, build_tiny_
 from esgkit.core import EntityMasks
 from esgkit.core.config import load_config
 from esgkit.core.pipeline import build_pipeline
+from llava_folders import save_tiny_llava
 
 
 @pytest.fixture(scope="module")
 def llava_hf(tmp_path_factory):
     from tokenizers import AddedToken
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=build_tiny_tokenizer_file(), bos_token="<s>",
                                         eos_token="</s>", pad_token="<pad>")
     tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
     assert SEG_TOKEN not in tokenizer.get_vocab()  # as llava-hf ships it
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                       image_size=32, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                num_attention_heads=4),
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        vision_feature_layer=-2, vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config)
     path = tmp_path_factory.mktemp("llava-1.5-tiny-hf")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, model, len(tokenizer)
+    return path, save_tiny_llava(path, tokenizer, vision_layers=2), len(tokenizer)
 
 
 def test_a_llava_hf_folder_runs_gella_end_to_end(llava_hf):

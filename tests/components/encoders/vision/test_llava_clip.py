@@ -9,30 +9,16 @@ import torch
 
 from esgkit.components.encoders.vision.llava_clip import LlavaClipVisionEncoder
 from esgkit.components.llms.llava import LlavaLlamaDecoder
-from esgkit.components.llms.tokenizer import IMAGE_TOKEN, load_tiny_tokenizer
+from esgkit.components.llms.tokenizer import load_tiny_tokenizer
 from esgkit.core import VisionEncoder, get_registry
 from esgkit.core.errors import CheckpointError
+from llava_folders import save_tiny_llava
 
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
-
-    tokenizer = load_tiny_tokenizer()
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                                       image_size=32, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                num_attention_heads=4),
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        vision_feature_layer=-2, vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config).eval()
     path = tmp_path_factory.mktemp("llava")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, model
+    return path, save_tiny_llava(path, load_tiny_tokenizer())
 
 
 def test_registry_builds_the_tiny_tower():
