@@ -261,6 +261,10 @@ class Referral:
     box_entity: int | None = None
     mask_entity: int | None = None
 
+    def mask_or_empty(self, shape: tuple[int, int]) -> np.ndarray:
+        """The mask, or an empty one of ``shape`` (h, w) from a box-only referrer: what is written and scored."""
+        return self.mask if self.mask is not None else np.zeros(shape, bool)
+
 
 class Referrer(Component):
     """(image, encoded expressions [, entity proposals]) → one ``Referral`` per expression. nn.Module.

@@ -65,20 +65,25 @@ def build_pyramid_backbone(backbone: str, kwargs: dict[str, Any]) -> tuple[nn.Mo
 
 
 def load_timm_weights(model: nn.Module, backbone: str, kwargs: dict[str, Any], path: str, what: str,
-                      out_indices: tuple[int, ...] | None = None, prefix: str = "") -> None:
+                      out_indices: tuple[int, ...] | None = None, renames: dict[str, str] | None = None) -> None:
     """Weights for a timm model esgkit built (``features_only`` at ``out_indices``, or with ``None`` the
     classifier-less network): its own state dict (as esgkit saves it), or a published timm checkpoint of
     the whole classifier (ImageNet weights as timm publishes them; the original repositories' layouts go
     through timm's own filter). The file is read here (safetensors or ``weights_only``); the published
     route must fit the whole classifier strictly before timm cuts it to ``model``'s form, so no tensor is
-    silently left random. esgkit's own keys may carry ``prefix`` (a wrapper's ``body.``)."""
+    silently left random. esgkit's own keys may carry a wrapper's names: ``renames`` maps their prefixes to
+    ``model``'s (``{"body.": ""}``)."""
     import timm
 
     from esgkit.layers.weights import load_state, mismatch, raise_mismatch, read_state_dict
 
     state = read_state_dict(path, what)
-    if prefix and state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
+    if renames and state and all(k.startswith(tuple(renames)) for k in state):
+        def renamed(key: str) -> str:
+            old = next(p for p in renames if key.startswith(p))
+            return renames[old] + key[len(old):]
+
+        state = {renamed(k): v for k, v in state.items()}
     own = mismatch(state, model.state_dict())
     if not own:
         load_state(model, state, f"{what} ({path})")
@@ -177,7 +182,7 @@ class GridBackbone(nn.Module):
 
     def load(self, path: str, what: str) -> None:
         """Weights from ``path``: esgkit's own, or timm's published ImageNet file (``load_timm_weights``)."""
-        load_timm_weights(self.body, self.build[0], self.build[1], path, what, self.build[2], prefix="body.")
+        load_timm_weights(self.body, self.build[0], self.build[1], path, what, self.build[2], renames={"body.": ""})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pyramid_features(self.body, x, self.nhwc)[-1]
@@ -202,7 +207,7 @@ class LevelBackbone(nn.Module):
 
     def load(self, path: str, what: str) -> None:
         """Weights from ``path``: esgkit's own, or timm's published ImageNet file (``load_timm_weights``)."""
-        load_timm_weights(self.body, self.build[0], self.build[1], path, what, self.build[2], prefix="body.")
+        load_timm_weights(self.body, self.build[0], self.build[1], path, what, self.build[2], renames={"body.": ""})
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return pyramid_features(self.body, x, self.nhwc)
@@ -235,16 +240,11 @@ class StagedBackbone(nn.Module):
     def load(self, path: str, what: str) -> None:
         """Weights from ``path``: esgkit's own (``stem.*``, ``stages.*``), or timm's published ImageNet file of
         the whole classifier (``load_timm_weights`` on the network the stem and stages were taken from)."""
-        from esgkit.layers.weights import load_state, mismatch, read_state_dict
-
-        state = read_state_dict(path, what)
-        if not mismatch(state, self.state_dict()):
-            load_state(self, state, f"{what} ({path})")
-            return
         whole = nn.Module()  # the stem and stages under the timm model's own names
         whole.add_module(self.parts[0], self.stem)
         whole.add_module(self.parts[1], self.stages)
-        load_timm_weights(whole, self.build[0], self.build[1], path, what)
+        load_timm_weights(whole, self.build[0], self.build[1], path, what,
+                          renames={"stem.": f"{self.parts[0]}.", "stages.": f"{self.parts[1]}."})
 
     def forward(self, x: torch.Tensor, between: Any = None) -> list[torch.Tensor]:
         x = self.stem(x)

@@ -63,8 +63,8 @@ def weights_hashes(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         elif isinstance(value, str) and value.endswith(WEIGHT_SUFFIXES):
             path = weights_path(value)
             found[full] = file_sha256(path) if path.is_file() else "missing"
-        elif isinstance(value, str) and value and (weights_path(value) / "config.json").is_file():
-            found[full] = folder_sha256(weights_path(value))
+        elif isinstance(value, str) and value and (folder := weights_path(value)).joinpath("config.json").is_file():
+            found[full] = folder_sha256(folder)
     return found
 
 

@@ -81,10 +81,9 @@ class ReferringResult:
     proposals: EntityMasks | None
 
     def to_dict(self, shape: tuple[int, int]) -> dict[str, Any]:
-        """referral.json: the box, score, entities and the mask as RLE (an empty one of ``shape`` (h, w)
-        when the referrer gives no mask), as ``esgkit run`` writes it and the UI serves it."""
-        r = self.referral
-        mask = r.mask if r.mask is not None else np.zeros(shape, bool)
+        """referral.json: the box, score, entities and the mask as RLE (``Referral.mask_or_empty``), as
+        ``esgkit run`` writes it and the UI serves it."""
+        r, mask = self.referral, self.referral.mask_or_empty(shape)
         return {"expression": self.expression, "box": [round(v, 2) for v in r.box], "score": r.score,
                 "box_entity": r.box_entity, "mask_entity": r.mask_entity,
                 "proposals": None if self.proposals is None else len(self.proposals),
@@ -153,8 +152,7 @@ class ReferringPipeline(Pipeline):
     def write(self, result: ReferringResult, out_dir: str, image: np.ndarray) -> list[str]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        r = result.referral
-        mask = r.mask if r.mask is not None else np.zeros(image.shape[:2], bool)
+        r, mask = result.referral, result.referral.mask_or_empty(image.shape[:2])
         paths = [out / "referral.json", out / "mask.png", out / "overlay.png"]
         atomic_write_json(paths[0], result.to_dict(image.shape[:2]))
         save_image(paths[1], (mask * 255).astype(np.uint8))
@@ -194,7 +192,7 @@ class ReferringPipeline(Pipeline):
                 continue
             _, referrals = self.refer(sample["image"], [r["sent"] for r in refs], sample.get("masks"), image_id)
             for ref, referral in zip(refs, referrals):
-                mask = referral.mask if referral.mask is not None else np.zeros(sample["image"].shape[:2], bool)
+                mask = referral.mask_or_empty(sample["image"].shape[:2])
                 empty += not mask.any()
                 masks_out.append({"sent_id": ref["sent_id"], "segmentation": encode_rle(mask), "score": referral.score})
                 boxes_out.append({"sent_id": ref["sent_id"], "bbox": list(referral.box), "score": referral.score})
