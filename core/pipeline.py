@@ -116,8 +116,10 @@ def warn_untrained(checked: ValidatedPipelineConfig, source: str = "") -> None:
 
 
 def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
-                   registry: Registry | None = None) -> Pipeline:
-    """Build and check the pipeline a config describes (a path/name, or an already loaded config)."""
+                   registry: Registry | None = None, prebuilt: Mapping[str, Any] | None = None) -> Pipeline:
+    """Build and check the pipeline a config describes (a path/name, or an already loaded config).
+    ``prebuilt``: components by role that stand in for the config's (still validated) sections, e.g.
+    a grid cell's segmenter whose masks a stage already stored, so it is never built."""
     registry = registry or get_registry()
     checked = validate_pipeline_config(config, overrides, registry)
     source = config if isinstance(config, str) else ""
@@ -127,7 +129,13 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
                                  f"true): it cannot run; `esgkit profile {source or 'CONFIG'}` counts its parameters "
                                  "and FLOPs. To run it, set pipeline.meta_device=false and give its trained weights "
                                  "(it needs tens of GB of memory)")
-    components = {role: registry.create(kind, name, cfg, key=role) for role, (kind, name, cfg) in checked.slots.items()}
+    prebuilt = prebuilt or {}
+    unknown = sorted(set(prebuilt) - set(checked.slots))
+    if unknown:
+        raise ConfigError(f"prebuilt components {unknown} fill no slot of this pipeline "
+                          f"(its slots: {sorted(checked.slots)})")
+    components = {role: prebuilt[role] if role in prebuilt else registry.create(kind, name, cfg, key=role)
+                  for role, (kind, name, cfg) in checked.slots.items()}
     try:
         pipeline = checked.cls.from_components(checked.config, components)
     except EsgkitError:

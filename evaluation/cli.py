@@ -42,7 +42,8 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("--split", default="val", help="split to evaluate (default: val)")
     e.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
     e.add_argument("--skip", action="append", default=[], metavar="PART",
-                   help="a part of the pipeline's predictions not to run (GELLA: nouns, res); repeatable")
+                   help="a part of the pipeline's predictions not to run (GELLA: oracle, nouns, res, panoptic, "
+                   "reconstruction); repeatable")
     e.add_argument("--no-res", action="store_true", help="GELLA: skip the referring expressions (= --skip res)")
     e.add_argument("--segmenter", metavar="CONFIG", help="take the segmenter section of this config (a shipped name "
                    "such as mask2former_tiny or sam_tiny, or a YAML path): the masks GELLA grounds on, in one word")

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +72,35 @@ def image_digest(image: np.ndarray) -> str:
 
 class CachedSegmenter(Segmenter):
     """Wraps a segmenter: each image's masks are read from the cache, or computed once and stored.
-    ``hits`` / ``misses`` count what happened (shown by ``esgkit eval``)."""
+    ``hits`` / ``misses`` count what happened (shown by ``esgkit eval``). With ``build`` instead of a
+    built segmenter (and its ``identity`` known, e.g. from the grid stage that stored its masks), the
+    segmenter is built only when an image misses, so reading stored masks costs no model."""
 
     cacheable = False  # already cached
 
-    def __init__(self, inner: Segmenter, identity: Mapping[str, Any], root: str | Path) -> None:
-        self.inner, self.identity = inner, dict(identity)
+    def __init__(self, inner: Segmenter | None, identity: Mapping[str, Any], root: str | Path,
+                 build: Callable[[], Segmenter] | None = None) -> None:
+        if inner is None and build is None:
+            raise ValueError("CachedSegmenter needs a segmenter or a function that builds one")
+        self._inner, self._build, self.identity = inner, build, dict(identity)
         key = hashlib.sha256(json.dumps(self.identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.folder = Path(root) / f"{self.identity['name']}-{key}"
         self.hits = self.misses = 0
 
+    @property
+    def inner(self) -> Segmenter:
+        """The wrapped segmenter (built on first use when given as ``build``)."""
+        if self._inner is None:
+            self._inner = self._build()  # type: ignore[misc]
+        return self._inner
+
+    @property
+    def built(self) -> bool:
+        """Whether the wrapped segmenter exists (False while every image was read from the cache)."""
+        return self._inner is not None
+
     def __getattr__(self, name: str) -> Any:  # the wrapped segmenter's own attributes (config, model, ...)
-        if name == "inner":
+        if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 

@@ -50,7 +50,8 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--size", default="320x320")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip", default="nouns,res", help="parts of GELLA's evaluation not run (esgkit eval --skip)")
+    parser.add_argument("--skip", default="nouns,res,reconstruction",
+                        help="parts of GELLA's evaluation not run (esgkit eval --skip)")
     parser.add_argument("--keep", help="keep the data and grid folders here")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()

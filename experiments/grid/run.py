@@ -13,6 +13,7 @@ process loses only the running cells' work since their last checkpoint (the work
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 import threading
@@ -30,7 +31,7 @@ from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, c
 
 from .cells import digest, identity, is_done, read_status, update_status, write_status
 from .spec import CellPlan, EvalData, GridSpec, compose
-from .stages import StageJob, run_stage, stage_jobs
+from .stages import StageJob, masks_stage_key, run_stage, stage_jobs
 
 
 @dataclass
@@ -43,6 +44,8 @@ class CellJob:
     do: tuple[str, ...]
     on: EvalData
     cache: str
+    masks_identity: dict[str, Any] | None = None  # the segmenter whose masks a stage job stored (built only on a miss)
+    run_id: str = ""  # a worker reuses a dataset reader within one grid run only
 
 
 def run_job(job: CellJob | StageJob) -> dict[str, Any]:
@@ -74,15 +77,33 @@ def _train(job: CellJob, folder: Path, config: dict[str, Any]) -> dict[str, Any]
     return with_weights(config, str(done["weights"])) if done.get("weights") else config
 
 
+_DATASETS: dict[tuple[str, str], Any] = {}
+
+
+def _dataset(job: CellJob) -> Any:
+    """The cell's dataset reader, built once per worker process and grid run: cells that follow each
+    other in a worker share its parsed annotations."""
+    key = (job.run_id, json.dumps(job.on.identity(), sort_keys=True, default=str))
+    if key not in _DATASETS:
+        _DATASETS.clear()
+        _DATASETS[key] = job.on.build()
+    return _DATASETS[key]
+
+
 def _evaluate(job: CellJob, folder: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from esgkit.core import build_pipeline
+    from esgkit.core import build_pipeline, get_registry
     from esgkit.evaluation.run import evaluate
     from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter
 
-    dataset = job.on.build()
-    pipeline = build_pipeline(config)
+    dataset = _dataset(job) if job.run_id else job.on.build()
+    prebuilt: dict[str, Any] = {}
+    if job.masks_identity is not None:  # its masks are stored: read them, build the segmenter only on a miss
+        section = dict(config["segmenter"])
+        prebuilt["segmenter"] = CachedSegmenter(None, job.masks_identity, job.cache, build=lambda: get_registry().build(
+            "segmenter", section, key="segmenter"))  # type: ignore[arg-type, return-value]
+    pipeline = build_pipeline(config, prebuilt=prebuilt)
     cache: dict[str, Any] = {"hits": 0, "misses": 0}
-    if getattr(pipeline, "segmenter", None) is not None:
+    if getattr(pipeline, "segmenter", None) is not None and not prebuilt:
         pipeline.segmenter = cached_segmenter(pipeline.segmenter, job.cache)  # type: ignore[attr-defined]
     metrics = evaluate(pipeline, dataset, folder / "eval", max_images=job.on.max_images, skip=set(job.on.skip),
                        progress=False)
@@ -92,7 +113,7 @@ def _evaluate(job: CellJob, folder: Path, config: dict[str, Any]) -> tuple[dict[
         metrics |= {f"{name}/{k}": v for k, v in part.items()}
     seg = getattr(pipeline, "segmenter", None)
     if isinstance(seg, CachedSegmenter):
-        cache = {"hits": seg.hits, "misses": seg.misses, "folder": str(seg.folder)}
+        cache = {"hits": seg.hits, "misses": seg.misses, "folder": str(seg.folder), "segmenter_built": seg.built}
     return metrics, cache
 
 
@@ -252,6 +273,7 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
     for c in skipped:
         write(f"[skip] cell {folders[c.index].name} {c.label}: done in an earlier run")
     stage = {"hits": 0, "misses": 0, "jobs": 0}
+    identities: dict[str, dict[str, Any]] = {}  # masks stage key → the segmenter that stored them
     if todo and "train" not in spec.do:
         images = len(spec.on.build().take(spec.on.max_images))
         try:
@@ -268,6 +290,11 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
             stage["hits"] += result["hits"]
             stage["misses"] += result["misses"]
             stage["jobs"] += 1
+            if result.get("identity"):
+                identities[result["key"]] = result["identity"]
+    run_id = f"{out.resolve()}:{start}"
+    for job in jobs.values():
+        job.masks_identity, job.run_id = identities.get(masks_stage_key(job.config) or ""), run_id
     results: dict[str, Any] = {}
     bar = tqdm(total=len(todo), unit="cell", desc="grid", disable=not progress, file=sys.stderr)
     watcher = _Watcher(jobs, write)

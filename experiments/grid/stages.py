@@ -7,7 +7,8 @@ cell whose sub-config is the same: the ``masks`` stage is stored by ``esgkit.pip
 in ``GRID/cache/masks/`` (keyed by the segmenter's name, config and weights digest, and the image's
 pixels). Before the cells of an eval-only grid run, ``stage_jobs`` lists one job per distinct segmenter
 and chunk of images, so each image is segmented once — spread over the executor's workers — and every
-cell then reads the masks. The other stages (``Z_v``, ``grounding``) are recomputed per cell.
+cell then reads the masks (its segmenter is built only if an image is missing). The other stages
+(``Z_v``, ``grounding``) are recomputed per cell.
 """
 
 from __future__ import annotations
@@ -64,22 +65,28 @@ class StageJob:
     cache: str
 
 
-def masks_stage_sections(configs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Stage key → segmenter section, over cells whose pipeline stores a ``masks`` stage and whose
-    segmenter's output is worth caching (``Segmenter.cacheable``)."""
+def masks_stage_key(config: Mapping[str, Any]) -> str | None:
+    """The key of a cell's stored ``masks`` stage, or None when its pipeline stores none or its
+    segmenter's output is not worth caching (``Segmenter.cacheable``: ground truth, files)."""
     from esgkit.core import get_registry
 
-    registry = get_registry()
+    pipeline = config.get("pipeline") or {}
+    name = pipeline if isinstance(pipeline, str) else str(pipeline.get("name", ""))
+    section = config.get("segmenter")
+    for stage in stages_of(name):
+        if stage.stored and stage.name == "masks" and isinstance(section, Mapping):
+            cls = get_registry().get("segmenter", str(section.get("name")), "segmenter.name")
+            return stage_key(config, stage) if getattr(cls, "cacheable", True) else None
+    return None
+
+
+def masks_stage_sections(configs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Stage key → segmenter section, over the cells that store a ``masks`` stage (``masks_stage_key``)."""
     sections: dict[str, dict[str, Any]] = {}
     for config in configs:
-        pipeline = config.get("pipeline") or {}
-        name = pipeline if isinstance(pipeline, str) else str(pipeline.get("name", ""))
-        for stage in stages_of(name):
-            if not (stage.stored and stage.name == "masks" and isinstance(config.get("segmenter"), Mapping)):
-                continue
-            section = dict(config["segmenter"])
-            if getattr(registry.get("segmenter", str(section.get("name")), "segmenter.name"), "cacheable", True):
-                sections.setdefault(stage_key(config, stage), section)
+        key = masks_stage_key(config)
+        if key is not None:
+            sections.setdefault(key, dict(config["segmenter"]))
     return sections
 
 
@@ -97,7 +104,8 @@ def stage_jobs(configs: Sequence[Mapping[str, Any]], on: EvalData, images: int, 
 
 
 def run_stage(job: StageJob) -> dict[str, Any]:
-    """Segment the job's images into the cache; returns its hits and misses."""
+    """Segment the job's images into the cache; returns its hits and misses and the segmenter's
+    identity (the cells read its masks through it without building the segmenter)."""
     from esgkit.core import get_registry
     from esgkit.pipelines.segment_cache import CachedSegmenter, cached_segmenter
 
@@ -107,9 +115,11 @@ def run_stage(job: StageJob) -> dict[str, Any]:
     for i in job.indices:
         sample = dataset[i]
         segmenter.segment(sample["image"], annotation=sample.get("masks"), image_id=str(sample["image_id"]))
-    hits, misses = (segmenter.hits, segmenter.misses) if isinstance(segmenter, CachedSegmenter) else (0, 0)
-    return {"stage": job.stage, "key": job.key, "hits": hits, "misses": misses}
+    if not isinstance(segmenter, CachedSegmenter):
+        return {"stage": job.stage, "key": job.key, "hits": 0, "misses": 0, "identity": None}
+    return {"stage": job.stage, "key": job.key, "hits": segmenter.hits, "misses": segmenter.misses,
+            "identity": segmenter.identity}
 
 
-__all__ = ["DEFAULT_STAGES", "Stage", "StageJob", "masks_stage_sections", "run_stage", "stage_jobs", "stage_key",
-           "stages_of"]
+__all__ = ["DEFAULT_STAGES", "Stage", "StageJob", "masks_stage_key", "masks_stage_sections", "run_stage", "stage_jobs",
+           "stage_key", "stages_of"]

@@ -20,6 +20,11 @@ truth (``Dataset.ground_truth``), so the registered evaluators score them as the
 * **Referring expressions** (part ``res``; ``res`` evaluator: cIoU, gIoU, Prec@X): the RES prompt with
   the expression; the predicted mask is the union of the entities grounded for the first phrase the
   model names (empty when it names none).
+* **Reconstruction** (part ``reconstruction``; ``entity`` evaluator: ``APe_rec``, ``AP50_rec``,
+  ``AP75_rec``; Table XVI(a)): how well the mask decoder's queries reproduce the masks it was given —
+  class-agnostic COCO AP of the query masks (scored by entityness) against the input entity masks,
+  both on the colormap's ``mask_size`` square (what the colormap encoder sees; entities too small to
+  cover a pixel there are left out).
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from esgkit.core.io import save_id_map_png
 from esgkit.core.outputs import atomic_write
 from esgkit.core.types import encode_rle
 from esgkit.datasets.png import png_predictions
+from esgkit.layers.geometry import sample_masks
 from esgkit.layers.overlap import best_union, segment_overlaps
 
 from .panoptic import category_caption, panoptic_segments
 
-PARTS = ("png", "oracle", "nouns", "res", "panoptic")
+PARTS = ("png", "oracle", "nouns", "res", "panoptic", "reconstruction")
+RECONSTRUCTION_KEYS = {k: f"{k}_rec" for k in ("APe", "AP50", "AP75")}
 ORACLE_KEYS = {k: k.replace("AR", "AR_oracle") for k in ("AR", "AR_th", "AR_st", "AR_sing", "AR_pl")}
 
 
@@ -108,6 +115,23 @@ def oracle_grounding(sample: dict[str, Any], masks: Any) -> Grounding:
     return Grounding(caption, tuple(groundings), masks)
 
 
+def reconstruction(pipeline: Any, masks: Any, out: Any, image_id: Any) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                                 list[dict[str, Any]]]:
+    """Part ``reconstruction`` of one image: its COCO image entry, the input masks as annotations and
+    the query masks (upsampled from the decoder's grid) as detections, on the ``mask_size`` square."""
+    size = int(pipeline.config.mask_size)
+    image = {"id": image_id, "height": size, "width": size}
+    given = sample_masks(masks.masks, size, (size, size)) if len(masks) else np.zeros((0, size, size), bool)
+    annotations = [{"id": 0, "image_id": image_id, "category_id": 1, "segmentation": encode_rle(m), "iscrowd": 0}
+                   for m in given if m.any()]
+    logits = torch.nn.functional.interpolate(out.masks[:1].float(), size=(size, size), mode="bilinear",
+                                             align_corners=False)[0]
+    scores = out.entityness[0].float().softmax(-1)[:, 0]
+    detections = [{"image_id": image_id, "segmentation": encode_rle((m > 0).cpu().numpy()), "score": float(s)}
+                  for m, s in zip(logits, scores) if bool((m > 0).any())]
+    return image, annotations, detections
+
+
 def panoptic_categories(dataset: Dataset, folder: Path) -> list[dict[str, Any]] | None:
     """The categories of the dataset's panoptic ground truth, or None (with a warning) without one."""
     try:
@@ -130,6 +154,8 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     nouns, res, oracle = "nouns" not in skip, "res" not in skip, "oracle" not in skip
+    rec: dict[str, list[dict[str, Any]]] | None = None if "reconstruction" in skip else \
+        {"images": [], "annotations": [], "detections": []}
     categories = panoptic_categories(dataset, folder) if "panoptic" not in skip else None
     pan_dir = folder / "panoptic_pred"
     pan_pred: list[dict[str, Any]] = []
@@ -156,6 +182,11 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
                                                                              query_entity))
                 if oracle:
                     png_oracle += png_predictions(sample, oracle_grounding(sample, masks))
+                if rec is not None:
+                    entry, annotations, detections = reconstruction(pipeline, masks, out, sample["image_id"])
+                    rec["images"].append(entry)
+                    rec["annotations"] += annotations
+                    rec["detections"] += detections
                 if nouns:
                     gen = generated_grounding(pipeline, caption.text, z_v, out, query_entity, masks)
                     spans = {(g.phrase.start, g.phrase.end): g for g in gen.groundings}
@@ -179,11 +210,11 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
     finally:
         pipeline.model.train(was_training)
     if no_entities:
-        name = type(getattr(pipeline.segmenter, "inner", pipeline.segmenter)).__name__
+        name = getattr(pipeline.segmenter, "identity", {}).get("name") or type(pipeline.segmenter).__name__
         warnings.warn(f"the segmenter ({name}) found no entity on {no_entities} of {len(image_ids)} images: "
                       "every phrase of those images scores an empty mask", stacklevel=3)
 
-    def write(name: str, data: list[dict[str, Any]]) -> str:
+    def write(name: str, data: Any) -> str:
         return str(atomic_write(folder / name, json.dumps(data)))
 
     gt, options = dataset.ground_truth("png", image_ids, str(folder))
@@ -203,8 +234,16 @@ def predict(pipeline: Any, dataset: Dataset, out_dir: str, max_images: int = 0, 
     if res:
         refs, ref_options = dataset.ground_truth("res", image_ids, str(folder))
         out.append(Predictions("res", refs, write("res_pred.json", res_pred), ref_options, name="res"))
+    if rec is not None:
+        for k, a in enumerate(rec["annotations"]):
+            a["id"] = k + 1
+        given = write("reconstruction_gt.json", {"images": rec["images"], "annotations": rec["annotations"],
+                                                 "categories": [{"id": 1, "name": "entity"}]})
+        out.append(Predictions("entity", given, write("reconstruction_pred.json", rec["detections"]),
+                               keys=RECONSTRUCTION_KEYS, name="reconstruction"))
     return out
 
 
-__all__ = ["ORACLE_KEYS", "PARTS", "generated_grounding", "oracle_grounding", "panoptic_categories", "predict",
-           "prompt_scores", "teacher_forced_grounding", "teacher_forced_logits", "visual_pass"]
+__all__ = ["ORACLE_KEYS", "PARTS", "RECONSTRUCTION_KEYS", "generated_grounding", "oracle_grounding",
+           "panoptic_categories", "predict", "prompt_scores", "reconstruction", "teacher_forced_grounding",
+           "teacher_forced_logits", "visual_pass"]

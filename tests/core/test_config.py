@@ -52,6 +52,16 @@ def test_pipeline_rejects_unknown_sections_and_missing_slots(tmp_path):
         build_pipeline(str(cfg))
 
 
+def test_a_prebuilt_component_stands_in_for_its_validated_section():
+    config = load_config("colormap")
+    given = get_registry().build("segmenter", {"name": "ground_truth"})
+    assert build_pipeline(config, prebuilt={"segmenter": given}).segmenter is given
+    with pytest.raises(ConfigError, match=r"prebuilt components \['segmentor'\] fill no slot"):
+        build_pipeline(config, prebuilt={"segmentor": given})
+    with pytest.raises(ConfigError, match="segmenter.nmae"):  # the section it replaces is still checked
+        build_pipeline(load_config("colormap", ["segmenter.nmae=x"]), prebuilt={"segmenter": given})
+
+
 def test_configs_execute_nothing(tmp_path):
     cfg = write(tmp_path / "evil.yaml", "pipeline: !!python/object/apply:os.system ['touch pwned']\n")
     with pytest.raises(ConfigError, match="not a valid YAML config"):

@@ -82,6 +82,23 @@ def test_cache_keys_on_the_image_and_the_segmenter_and_keeps_empty_results(tmp_p
     assert inner.calls == before + 1  # a damaged entry is recomputed, not an error
 
 
+def test_a_segmenter_given_as_a_builder_is_built_only_on_a_miss(tmp_path):
+    identity = {"name": "counting", "config": {"n": 1}, "weights_sha256": ""}
+    image = np.zeros((6, 5, 3), np.uint8)
+    CachedSegmenter(_Counting(1), identity, tmp_path).segment(image)  # stored by a built one
+    built: list[_Counting] = []
+
+    def build() -> _Counting:
+        built.append(_Counting(1))
+        return built[-1]
+
+    lazy = CachedSegmenter(None, identity, tmp_path, build=build)
+    assert len(lazy.segment(image)) == 1 and not built and not lazy.built  # read from the cache, no model
+    assert len(lazy.segment(image + 1)) == 1 and len(built) == 1 and lazy.built  # a miss builds it, once
+    lazy.segment(image + 2)
+    assert len(built) == 1 and built[0].calls == 2 and (lazy.hits, lazy.misses) == (1, 2)
+
+
 def test_segmenters_that_read_given_masks_are_not_cached(tmp_path):
     from esgkit.core import get_registry
 

@@ -8,7 +8,7 @@ from esgkit.core import CompatibilityError, ConfigError, get_registry
 
 REGISTRY = get_registry()
 CHANNELS = (8, 16, 32, 112)
-SWITCHES = ("sa", "ca", "ff", "res", "conv")
+SWITCHES = ("sa", "ca", "ff", "res", "conv", "mask_residual")
 
 
 def _pyramid(b=2, size=64, seed=0):
@@ -63,6 +63,16 @@ def test_residual_switch_changes_the_output():
     without = _fuser(res=False).eval()
     without.load_state_dict(with_res.state_dict())
     assert not torch.allclose(with_res(z_v, (4, 4), pyramid)[0], without(z_v, (4, 4), pyramid)[0])
+
+
+def test_without_the_mask_residual_the_decoder_gets_z_w_alone():
+    z_v, pyramid = torch.randn(1, 16, 64), _pyramid(1)
+    torch.manual_seed(0)
+    ours = _fuser().eval()
+    paper = _fuser(mask_residual=False).eval()
+    paper.load_state_dict(ours.state_dict())
+    for o, p, z in zip(ours(z_v, (4, 4), pyramid), paper(z_v, (4, 4), pyramid), pyramid):
+        torch.testing.assert_close(o, z + p)  # eq. 15 as written: out^s = z_w^s
 
 
 def test_none_fuser_is_identity():

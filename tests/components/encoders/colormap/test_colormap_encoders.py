@@ -59,8 +59,10 @@ def test_unknown_timm_backbone_is_a_config_error():
         REGISTRY.build("colormap_encoder", {"name": "timm", "backbone": "not_a_model"})
 
 
-def test_binary_mask_pool_is_order_invariant_and_empty_safe():
-    encoder = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool"}).eval()
+@pytest.mark.parametrize("options", [{}, {"pooling": "conv"}, {"pooling": "cls"}, {"attention_blocks": 2},
+                                     {"pooling": "cls", "attention_blocks": 1}])
+def test_binary_mask_pool_is_order_invariant_and_empty_safe(options):
+    encoder = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", **options}).eval()
     masks = _input(encoder, n=3)
     a = encoder(masks)
     b = encoder(masks[:, [2, 0, 1]])
@@ -68,13 +70,39 @@ def test_binary_mask_pool_is_order_invariant_and_empty_safe():
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
     # each entity's vector is painted only over its own mask: far from every mask the features are 0
     assert a[0][0, :, 31, 127 // 4].abs().max() == 0
+    padded = encoder(torch.cat([masks, torch.zeros(1, 2, 128, 128)], 1))  # a batch's padding entities change nothing
+    for x, y in zip(a, padded):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
     empty = encoder(torch.zeros(1, 0, 128, 128))
     assert [e.shape[1] for e in empty] == list(encoder.out_channels) and all((e == 0).all() for e in empty)
+
+
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_binary_mask_pool_attention_blocks_let_entities_see_each_other(blocks):
+    encoder = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "attention_blocks": blocks}).eval()
+    masks = _input(encoder, n=3)
+    moved = masks.clone()
+    moved[0, 2, 70:, :] = 1  # another entity grows (away from the first)
+    first = masks[0, 0] > 0
+    a, b = encoder(masks)[0][0][:, first[::4, ::4]], encoder(moved)[0][0][:, first[::4, ::4]]
+    assert torch.allclose(a, b, atol=1e-6) == (blocks == 0)  # without attention each entity is encoded alone
+
+
+def test_binary_mask_pool_conv_pooling_starts_as_the_average():
+    avg = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool"}).eval()
+    conv = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "pooling": "conv"}).eval()
+    conv.backbone.load_state_dict(avg.backbone.state_dict())
+    masks = torch.zeros(1, 1, 224, 224)
+    masks[0, 0, 56:168, 28:196] = 1  # whole cells of the 14 × 14 grid at every level
+    for x, y in zip(avg(masks), conv(masks)):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
 
 
 def test_binary_mask_pool_rejects_unknown_value_range():
     with pytest.raises(ConfigError, match="value_range"):
         REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "value_range": "0_2"})
+    with pytest.raises(ConfigError, match="pooling.*avg, conv, cls"):
+        REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "pooling": "max"})
 
 
 def test_backbone_checkpoint_round_trip_and_key_errors(tmp_path):
