@@ -421,7 +421,7 @@ def caption_control_character(a, d):
 
 @case("captions", "warning", "noun")
 def caption_without_nouns(a, d):
-    return Spec(run_gella(a, d, "and then , quickly , of ."))
+    return Spec(run_gella(a, d, "... , ; !"))  # punctuation only: nothing the tagger can take for a noun
 
 
 @case("captions", "error", "caption", "colormap")
