@@ -121,9 +121,8 @@ def reconstruction(pipeline: Any, masks: Any, out: Any, image_id: Any) -> tuple[
     the query masks (upsampled from the decoder's grid) as detections, on the ``mask_size`` square."""
     size = int(pipeline.config.mask_size)
     image = {"id": image_id, "height": size, "width": size}
-    given = sample_masks(masks.masks, size, (size, size)) if len(masks) else np.zeros((0, size, size), bool)
     annotations = [{"id": 0, "image_id": image_id, "category_id": 1, "segmentation": encode_rle(m), "iscrowd": 0}
-                   for m in given if m.any()]
+                   for m in sample_masks(masks.masks, size, (size, size)) if m.any()]
     logits = torch.nn.functional.interpolate(out.masks[:1].float(), size=(size, size), mode="bilinear",
                                              align_corners=False)[0]
     scores = out.entityness[0].float().softmax(-1)[:, 0]
