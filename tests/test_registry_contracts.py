@@ -227,8 +227,19 @@ def check_mask_decoder(registry, name, request):
     assert isinstance(decoder, torch.nn.Module)
     decoder.configure(PYRAMID_CHANNELS)
     pyramid = _pyramid()
-    with torch.no_grad():
-        out = decoder.eval()(pyramid)
+    if getattr(type(decoder), "queries_are_entities", False):  # Table XX: Z_v + N entity masks → N queries
+        assert getattr(type(decoder), "input_kind", "") == "masks"
+        vision_dim, grid = 16, (4, 4)
+        decoder.configure_vision(vision_dim)
+        z_v = torch.randn(1, grid[0] * grid[1], vision_dim)
+        masks = torch.zeros(1, 3, S, S)
+        masks[0, 0, :20, :30], masks[0, 1, 30:, 10:] = 1.0, 1.0  # entity 2: an empty (padding) mask
+        with torch.no_grad():
+            out = decoder.eval()(z_v, grid, masks)
+        assert out.embeddings.shape[1] == 3, "one query per input entity"
+    else:
+        with torch.no_grad():
+            out = decoder.eval()(pyramid)
     assert isinstance(out, MaskDecoderOutput)
     q = out.embeddings.shape[1] if out.embeddings.ndim == 3 else -1
     if hasattr(decoder.config, "num_queries"):

@@ -1,4 +1,5 @@
-"""``SetCriterion``: Hungarian matching + entityness and mask losses over a batch, per decoder layer.
+"""``SetCriterion``: Hungarian matching + entityness and mask losses over a batch, per decoder layer
+(``GivenMatchCriterion``: the same losses with the query ↔ target pairs given).
 
 This is the L_seg of GELLA (entityness BCE + mask BCE + Dice) and the per-view / batch-level loss of
 CropFormer (pass masks with a view axis for the joint cross-view variant). Matching is recomputed for
@@ -74,7 +75,7 @@ class SetCriterion:
         totals: dict[str, Tensor] = {}
         for cls, masks in [(class_logits, mask_logits), *aux]:
             matches = self.match(cls, masks, targets, generator)
-            class_terms = [entityness_loss(cls[b], q, None, c.no_object_weight) for b, (q, _) in enumerate(matches)]
+            class_terms = [self.class_loss(cls[b], q, b) for b, (q, _) in enumerate(matches)]
             pred = torch.cat([masks[b][q] for b, (q, _) in enumerate(matches)])
             target = torch.cat([targets[b][t].to(masks.device) for b, (_, t) in enumerate(matches)])
             m = mask_losses(pred, target, num_masks, c.num_points, c.oversample, c.importance, generator)
@@ -86,3 +87,27 @@ class SetCriterion:
             for k, v in layer.items():
                 totals[k] = totals[k] + v if k in totals else v
         return totals
+
+    def class_loss(self, logits: Tensor, matched: Tensor, image: int) -> Tensor:
+        """Entityness loss of image ``image``'s queries, ``matched`` those paired with a target."""
+        return entityness_loss(logits, matched, None, self.config.no_object_weight)
+
+
+class GivenMatchCriterion(SetCriterion):
+    """``SetCriterion`` with the query ↔ target pairs given rather than Hungarian-matched, the same
+    for every layer: for decoders whose queries are their input entities (query i ↔ entity i).
+    ``counts[b]``: image b's real queries; those after it (padding up to the batch's largest
+    count) take no loss at all."""
+
+    def __init__(self, config: SetCriterionConfig, matches: Sequence[tuple[Tensor, Tensor]],
+                 counts: Sequence[int]) -> None:
+        super().__init__(config)
+        self.matches, self.counts = list(matches), [int(n) for n in counts]
+
+    def match(self, class_logits: Tensor, mask_logits: Tensor, targets: Sequence[Tensor],
+              generator: torch.Generator | None = None) -> list[tuple[Tensor, Tensor]]:
+        return list(self.matches)
+
+    def class_loss(self, logits: Tensor, matched: Tensor, image: int) -> Tensor:
+        n = self.counts[image]
+        return super().class_loss(logits[:n], matched, image) if n else logits.sum() * 0.0

@@ -5,13 +5,14 @@ For every pyramid level z^s (B, C_s, H_s, W_s) and the CLIP grid tokens Z_v (B, 
     Z'_v  = Z_v + SA(LN(Z_v))                                   (SA)
     z_d^s = FFN(XAttn(q = f_q(Z'_v), k = f_k(z^s), v = f_v(z^s))) + Z_v     (CA, FF, RES)
     z_w^s = BIINTERP(CONV3x3(z_d^s)) to H_s × W_s              (CONV)
-    out^s = z^s + z_w^s      (mask_residual: true; paper eq. 15 feeds the decoder z_w^s alone)
+    out^s = z_w^s            (paper eq. 15, the default; mask_residual: true adds z^s)
 
 Z_v is first projected to the fuser width ``dim`` (the "+ Z_v" residual uses that projection), so
-the attention cost does not depend on CLIP's width. The output adds z_w^s to the mask feature z^s
-("augment pyramid mask features Z_c with Z_v"): the image branch lives on the coarse CLIP grid, so
-without the addition the colormap's stride-4 detail would be lost; ``mask_residual: false`` is the
-paper's eq. 15 as written (z_w^s alone), kept to measure that departure. Switches (Table XVII): SA off →
+the attention cost does not depend on CLIP's width. By default the decoder gets z_w^s alone, the
+paper's eq. 15 as written; ``mask_residual: true`` adds it to the mask feature z^s ("augment pyramid
+mask features Z_c with Z_v"), the shipped gella_tiny's form: the image branch lives on the coarse CLIP
+grid, so without the addition the colormap's stride-4 detail reaches the decoder only through it
+(measured: docs/ablations.md). Switches (Table XVII): SA off →
 Z'_v = Z_v; CA off → the cross-attention is skipped (z_d from Z'_v alone, so the image branch never
 sees the mask features); FF off → no FFN; RES off → no "+ Z_v"; CONV off → a 1×1 projection
 instead of the 3×3 convolution.
@@ -71,7 +72,7 @@ class ResoBlendFuser(nn.Module, Fuser):
         ff: bool = True
         res: bool = True
         conv: bool = True
-        mask_residual: bool = True  # out^s = z^s + z_w^s; false: z_w^s alone (paper eq. 15)
+        mask_residual: bool = False  # false: z_w^s alone (paper eq. 15); true: z^s + z_w^s (shipped gella_tiny)
 
     def __init__(self, config: Any) -> None:
         super().__init__()

@@ -16,12 +16,15 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
         description="Every cell of the spec is composed and validated before any runs. Cells live in "
                     "DIR/cells/<hash>/ (config, status.json, log, metrics); the segmenter's masks are computed once "
                     "per image and shared by every cell (DIR/cache/masks). See docs/grids.md.")
-    p.add_argument("target", nargs="+", metavar="SPEC | report DIR",
-                   help="a grid spec (YAML), or `report DIR` to (re)write the report of a grid folder")
+    p.add_argument("target", nargs="+", metavar="SPEC | report DIR | export DIR DEST",
+                   help="a grid spec (YAML); `report DIR` to (re)write the report of a grid folder; `export DIR "
+                        "DEST` to copy its table-making files (spec, cell configs, status, metrics, report) "
+                        "without the trainings and predictions, to commit, report or --resume later")
     p.add_argument("--out", help="the grid folder (default: <spec name>_grid in the current folder)")
     p.add_argument("--resume", action="store_true", help="continue the grid in --out: done cells are skipped, "
                                                          "interrupted and failed ones run again")
-    p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds other files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out (export: DEST) even if it holds other files")
     p.add_argument("--executor", help="where cells run: local (default) or ray (esgkit list executor)")
     p.add_argument("--address", help="ray: the cluster to join (auto, ray://host:10001); default: start Ray here")
     p.add_argument("--workers", type=int, help="local: cells at once (default: cores // cpus-per-cell)")
@@ -60,6 +63,7 @@ def make_executor(spec_executor: dict[str, Any], name: str | None = None, **opti
 def cmd_grid(args: argparse.Namespace) -> int:
     from esgkit.core.errors import InputError
 
+    from .export import export_grid
     from .report import write_report
     from .run import describe, run_grid
     from .spec import load_spec
@@ -70,8 +74,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
         for path in write_report(args.target[1]):
             print(f"wrote {path}")
         return 0
+    if args.target[0] == "export" and not Path("export").is_file():
+        if len(args.target) != 3:
+            raise InputError("esgkit grid export DIR DEST: give the grid folder and the folder to copy it to")
+        written = export_grid(args.target[1], args.target[2], overwrite=args.overwrite)
+        print(f"wrote {len(written)} files to {args.target[2]} (no trainings or predictions)")
+        return 0
     if len(args.target) != 1:
-        raise InputError(f"esgkit grid: give one spec file (got {' '.join(args.target)}); or `esgkit grid report DIR`")
+        raise InputError(f"esgkit grid: give one spec file (got {' '.join(args.target)}); or `esgkit grid report DIR` "
+                         "or `esgkit grid export DIR DEST`")
     spec_path = Path(args.target[0])
     spec = load_spec(spec_path, data=args.data)
     out = Path(args.out) if args.out else Path(f"{spec_path.stem}_grid")

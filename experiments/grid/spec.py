@@ -178,6 +178,8 @@ def load_spec(path: str | Path, data: str | None = None) -> GridSpec:
         raise ConfigError(f"grid spec {path}: must be a mapping (base:, grid:, ...); see docs/grids.md")
     spec = parse_spec(raw, path.parent, data)
     spec.source = str(path)
+    if "name" not in raw:  # the report's title: the spec file's name
+        spec.name = path.stem
     return spec
 
 

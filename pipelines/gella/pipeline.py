@@ -21,6 +21,11 @@ onto every entity whose score ≥ ``threshold`` (one-to-many: plural nouns get s
 with ``singular_top1`` (default) a singular phrase keeps only its best such entity, as the official
 Panoptic Narrative Grounding evaluation does.
 
+Entity queries (Table XX). A mask decoder with ``queries_are_entities`` (``roi_align``, ``mask_attention``)
+has one query per input entity and reads Z_v and the masks (float (N, S, S), as ``binary_mask_pool``)
+instead of the fused pyramid: the colormap encoder and fuser are built (their slots stay) but not run,
+``colormap_image`` does not apply, and query i maps to entity i (-1 if its mask is empty at mask_size).
+
 Geometry. The image goes to CLIP with the paper's aspect-preserving resize and zero padding to S×S;
 the colormap (or, for ``binary_mask_pool``, the masks themselves) is resized and padded the same way
 to ``mask_size``×``mask_size`` (nearest neighbour, so colours stay exact), so Z_v and Z_c cover the
@@ -174,7 +179,10 @@ class GellaPipeline(Pipeline):
         self.language_decoder, self.associator = language_decoder, associator
         # Size every part from its neighbours before any weights exist (interfaces' configure()).
         fuser.configure(vision_encoder.embed_dim, tuple(colormap_encoder.out_channels))
-        mask_decoder.configure(tuple(colormap_encoder.out_channels))
+        if self.queries_are_entities:  # Z_v + masks in, not the colormap pyramid
+            mask_decoder.configure_vision(vision_encoder.embed_dim)
+        else:
+            mask_decoder.configure(tuple(colormap_encoder.out_channels))
         language_decoder.configure(vision_encoder.embed_dim)
         associator.configure(language_decoder.embed_dim, mask_decoder.embed_dim)
         self.model = nn.ModuleDict({role: getattr(self, role) for role in NEURAL_SLOTS
@@ -196,6 +204,7 @@ class GellaPipeline(Pipeline):
             ("fuser", "vision_dim", "vision_encoder", vis.embed_dim),
             ("fuser", "pyramid_channels", "colormap_encoder", channels),
             ("mask_decoder", "pyramid_channels", "colormap_encoder", channels),
+            ("mask_decoder", "vision_dim", "vision_encoder", vis.embed_dim),
             ("language_decoder", "vision_dim", "vision_encoder", vis.embed_dim),
             ("associator", "lang_dim", "language_decoder", self.language_decoder.embed_dim),
             ("associator", "entity_dim", "mask_decoder", self.mask_decoder.embed_dim),
@@ -214,7 +223,7 @@ class GellaPipeline(Pipeline):
         if need and need != size:
             raise CompatibilityError(f"{_name('colormap_encoder', enc)} is built for img_size {need} but "
                                      f"the pipeline feeds it mask_size {size}; set colormap_encoder.img_size={size}")
-        if self.config.colormap_image:
+        if self.config.colormap_image and not self.queries_are_entities:  # no colormap encoder runs then
             in_chans = (getattr(getattr(enc, "config", None), "options", None) or {}).get("in_chans", 3)
             if self.mask_input_kind != "colormap" or in_chans != 6:
                 raise CompatibilityError(f"pipeline.colormap_image feeds 6 channels (colormap + image), but "
@@ -227,14 +236,21 @@ class GellaPipeline(Pipeline):
         return torch.device(self.config.device)
 
     @property
+    def queries_are_entities(self) -> bool:
+        """The mask decoder has one query per input entity and reads Z_v + masks (Table XX)."""
+        return bool(getattr(self.mask_decoder, "queries_are_entities", False))
+
+    @property
     def mask_input_kind(self) -> str:
-        """``colormap`` (the paper) or ``masks`` (the Table XIX binary-mask encoder)."""
-        return getattr(self.colormap_encoder, "input_kind", "colormap")
+        """``colormap`` (the paper) or ``masks`` (the Table XIX binary-mask encoder, or a mask decoder
+        whose queries are the entities): the ``input_kind`` of the part that reads the masks."""
+        reader = self.mask_decoder if self.queries_are_entities else self.colormap_encoder
+        return getattr(reader, "input_kind", "colormap")
 
     def mask_input(self, masks: EntityMasks, image: np.ndarray | None = None) -> torch.Tensor:
-        """The colormap encoder's input for one image, resized and padded to mask_size: the colormap
+        """The mask input of one image (``mask_input_kind``), resized and padded to mask_size: the colormap
         as float (3, S, S) in [0, 1], or for ``input_kind == "masks"`` the masks as float (N, S, S).
-        With ``colormap_image`` the image (needed then) follows as 3 more channels."""
+        With ``colormap_image`` the image (needed then) follows the colormap as 3 more channels."""
         size = self.config.mask_size
         if self.mask_input_kind == "masks":
             return torch.from_numpy(sample_masks(masks.masks, size, (size, size))).float()
@@ -269,9 +285,15 @@ class GellaPipeline(Pipeline):
     def visual_forward(self, pixels: torch.Tensor, mask_input: torch.Tensor) -> tuple[torch.Tensor, MaskDecoderOutput]:
         """Batched visual half: (B, 3, S, S) CLIP pixels + (B, 3|N, M, M) mask input → (Z_v, decoder output)."""
         z_v = self.vision_encoder(pixels)
-        pyramid = self.colormap_encoder(mask_input)
-        fused = self.fuser(z_v, self.vision_encoder.grid_size, pyramid)
-        return z_v, self.mask_decoder(fused)
+        return z_v, self.decode(z_v, mask_input)
+
+    def decode(self, z_v: torch.Tensor, mask_input: torch.Tensor, parts: Any = None) -> MaskDecoderOutput:
+        """Z_v + mask input → the mask decoder's output, through the colormap encoder and fuser, or
+        from Z_v and the masks alone (``queries_are_entities``); ``parts``: modules by slot (training's)."""
+        enc, fuser, dec = (getattr(self, r) if parts is None else parts[r] for r in ("colormap_encoder", "fuser",
+                                                                                     "mask_decoder"))
+        grid = self.vision_encoder.grid_size
+        return dec(z_v, grid, mask_input) if self.queries_are_entities else dec(fuser(z_v, grid, enc(mask_input)))
 
     # ------------------------------------------------------------------ one image
     def run(self, image: np.ndarray, masks: EntityMasks | None = None, caption: str | None = None,
@@ -344,10 +366,15 @@ class GellaPipeline(Pipeline):
     def match_queries(self, query_masks: torch.Tensor, entities: EntityMasks,
                       entityness: torch.Tensor | None = None) -> np.ndarray:
         """For each query, the index of its input entity, or -1 (``query_matching``): by best IoU
-        (≥ min_iou), or by the training loss's Hungarian assignment (needs ``entityness``)."""
+        (≥ min_iou), or by the training loss's Hungarian assignment (needs ``entityness``); the
+        identity for a decoder whose queries are the entities."""
         q = query_masks.shape[0]
         if len(entities) == 0:
             return np.full(q, -1, np.int64)
+        if self.queries_are_entities:  # query i is entity i; -1 for padding and masks empty at mask_size
+            n, size, seen = min(q, len(entities)), self.config.mask_size, np.zeros(q, bool)
+            seen[:n] = sample_masks(entities.masks[:n], size, (size, size)).any((1, 2))
+            return np.where(seen, np.arange(q), -1).astype(np.int64)
         ent = self._on_grid(entities, tuple(query_masks.shape[-2:]))
         if self.config.query_matching == "hungarian":
             if entityness is None:
@@ -371,7 +398,8 @@ class GellaPipeline(Pipeline):
     def entity_scores(logits: torch.Tensor, query_entity: np.ndarray, n_entities: int) -> np.ndarray:
         """v×q association logits → (v, N) phrase-to-entity scores: the highest probability among the
         queries mapped to each entity, -1 where no query maps."""
-        probs = logits.sigmoid().float().cpu().numpy().reshape(-1, len(query_entity))
+        rows = -1 if logits.numel() else logits.shape[0]  # no query at all: (v, 0)
+        probs = logits.sigmoid().float().cpu().numpy().reshape(rows, len(query_entity))
         scores = np.full((probs.shape[0], n_entities), -1.0, np.float32)
         for qi, ei in enumerate(query_entity):
             if ei >= 0:

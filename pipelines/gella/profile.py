@@ -99,7 +99,7 @@ def profile_config(config: Any, tokens: int = 900, llm: str = "auto") -> list[Ro
     import torch.nn as nn
 
     from esgkit.core import get_registry, load_config
-    from esgkit.core.errors import ConfigError
+    from esgkit.core.errors import CompatibilityError, ConfigError
     from esgkit.core.schema import to_container
 
     cfg = to_container(load_config(config) if isinstance(config, str) else config)
@@ -113,6 +113,9 @@ def profile_config(config: Any, tokens: int = 900, llm: str = "auto") -> list[Ro
             return registry.build(role, cfg[role], key=role)
 
     vis, enc, fuser, dec = (build(r) for r in ("vision_encoder", "colormap_encoder", "fuser", "mask_decoder"))
+    if getattr(dec, "queries_are_entities", False):
+        raise CompatibilityError(f"esgkit profile counts the colormap path of Tables XI/XII; mask_decoder "
+                                 f"{type(dec).__name__} reads Z_v and the entity masks instead (Table XX)")
     with torch.device("meta"):
         fuser.configure(vis.embed_dim, tuple(enc.out_channels))
         dec.configure(tuple(enc.out_channels))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from esgkit.core.errors import CompatibilityError, ConfigError
 from esgkit.experiments.executors import LocalExecutor, LocalConfig
-from esgkit.experiments.grid import parse_spec, run_grid, write_report
+from esgkit.experiments.grid import export_grid, parse_spec, run_grid, write_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -177,6 +177,27 @@ def test_kill_9_then_resume_recomputes_no_done_cell(data, tmp_path):
     # the same table as the run that was never interrupted
     assert clean.wait(timeout=300) == 0, clean.stderr.read()[-3000:]
     assert (tmp_path / "killed" / "report.csv").read_text() == (tmp_path / "clean" / "report.csv").read_text()
+
+
+def test_an_export_keeps_the_table_and_resumes_without_recomputing(eval_grid, data, tmp_path):
+    out, _ = eval_grid
+    dest = tmp_path / "export"
+    written = export_grid(out, dest)
+    kept = {p.relative_to(dest).as_posix() for p in written}
+    assert "grid.json" in kept and "report.csv" in kept and any(k.startswith("plots/") for k in kept), kept
+    for folder in cells(out):
+        assert {f"cells/{folder}/{n}" for n in ("config.yaml", "cell.json", "status.json", "metrics.json")} <= kept
+    assert not any(k.endswith("log.txt") or k.startswith("cache/") or "/eval/" in k for k in kept), kept
+    report = (dest / "report.csv").read_text()
+    write_report(dest)
+    assert (dest / "report.csv").read_text() == report == (out / "report.csv").read_text()
+    summary = run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), dest, local(), resume=True, progress=False)
+    assert summary["skipped_done"] == 4 and summary["done"] == 4
+    with pytest.raises(Exception, match="DEST"):  # an export does not write over a folder that is not a grid's
+        (tmp_path / "mine").mkdir()
+        (tmp_path / "mine" / "notes.txt").write_text("keep")
+        export_grid(out, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ Losses, summed with uniform weights by default (``train.loss_weights`` changes t
 
     seg_class + seg_mask + seg_dice   L_seg: entityness BCE + mask BCE + Dice; queries Hungarian-matched
                                       to the *input* entity masks (the decoder learns to reconstruct
-                                      them), every decoder layer (deep supervision)
+                                      them), every decoder layer (deep supervision); for a decoder
+                                      whose queries are the entities (Table XX: ``roi_align``,
+                                      ``mask_attention``) query i is entity i, padding takes no loss
     asso                              L_asso: BCE of the associator's v×q logits against G_A, where
                                       G_A[i, j] = 1 when query j's matched entity is one of phrase i's
                                       segments (one-to-many for plurals); final layer's matching
@@ -30,8 +32,10 @@ that segment; an entity mostly on no segment, or spread over several, is a negat
 reconstructs the masks GELLA was given, predicted or annotated. ``train.mask_augment`` perturbs the
 ground-truth masks of a share of the other samples the way a segmenter errs (merged, split, jittered,
 dropped entities: ``training/mask_augment.py``, rates ``train.augment_*``), targets by the same rule.
-The subtask, the mask source, the perturbations and the colormap colours are drawn in ``collate``
-from torch's RNG, which the trainer checkpoints, so ``--resume`` is exact.
+With a mask input of masks (``binary_mask_pool``, or the Table XX decoders) ``collate`` pads every
+image's masks with all-zero ones to the batch's largest number of entities; padded entities have no
+target (no L_seg, no L_asso). The subtask, the mask source, the perturbations and the colormap colours
+are drawn in ``collate`` from torch's RNG, which the trainer checkpoints, so ``--resume`` is exact.
 
 The ``train:`` section of a GELLA YAML holds both the generic ``TrainConfig`` keys (lr, steps,
 batch_size, freeze, …) and the task's own keys (``GellaTrainConfig``); ``esgkit train`` separates
@@ -213,6 +217,24 @@ def colormap_input(pipeline: Any, masks: Any, seed: int, image: Tensor | None = 
     return pipeline.with_image(pipeline.colormap(masks, colors), image)
 
 
+def stack_padded(inputs: list[Tensor]) -> Tensor:
+    """The samples' mask inputs as one batch: stacked, and for ``input_kind == "masks"`` (N_b, S, S)
+    with different N_b first padded with all-zero masks to the largest N (a padded mask is no entity)."""
+    most = max(x.shape[0] for x in inputs)
+    return torch.stack([torch.cat([x, x.new_zeros(most - x.shape[0], *x.shape[1:])]) if x.shape[0] < most else x
+                        for x in inputs])
+
+
+def entity_matches(mask_input: Tensor, targets: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """Queries that are their input entities: image b's query i ↔ entity i for every entity whose
+    mask input is not empty (a padded mask or one too small for mask_size is matched to nothing)."""
+    out = []
+    for b, target in enumerate(targets):
+        seen = torch.nonzero(mask_input[b, : len(target)].flatten(1).any(1).cpu())[:, 0]
+        out.append((seen, seen.clone()))
+    return out
+
+
 class GellaTask(TrainingTask):
     """GELLA's losses (L_seg + L_asso + L_ans) on a ShapesWorld split, subtasks sampled per sample."""
 
@@ -297,8 +319,8 @@ class GellaTask(TrainingTask):
             tasks.append(task)
         return {
             "pixels": torch.stack([s["pixels"].float() for s in samples]),
-            "mask_input": torch.stack([colormap_input(pipeline, v["masks"], seed, s.get("small_image"))
-                                       for s, v, seed in zip(samples, views, seeds)]),
+            "mask_input": stack_padded([colormap_input(pipeline, v["masks"], seed, s.get("small_image"))
+                                        for s, v, seed in zip(samples, views, seeds)]),
             "targets": [v["targets"].float() for v in views],
             "silhouettes": [v.get("silhouettes") for v in views],
             "lang": lang.collate(inputs),
@@ -315,23 +337,30 @@ class GellaTask(TrainingTask):
         return entity_view(self._built(), sample["links"], EntityMasks(masks), segment_of)
 
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Tensor]:
-        from ..criterion import SetCriterion, SetCriterionConfig
+        from ..criterion import GivenMatchCriterion, SetCriterion, SetCriterionConfig
         from ..losses import association_loss
 
         pipeline = self._built()
         z_v = model["vision_encoder"](batch["pixels"])
-        pyramid = model["colormap_encoder"](batch["mask_input"])
-        out = model["mask_decoder"](model["fuser"](z_v, pipeline.vision_encoder.grid_size, pyramid))
-        criterion = SetCriterion(SetCriterionConfig(class_weight=1.0, mask_weight=1.0, dice_weight=1.0,
-                                                    no_object_weight=self.settings.no_object_weight,
-                                                    num_points=self.settings.mask_points))
+        out = pipeline.decode(z_v, batch["mask_input"], model)
         targets = batch["targets"]
+        settings = self.settings
+        costs = SetCriterionConfig(class_weight=1.0, mask_weight=1.0, dice_weight=1.0,
+                                   no_object_weight=settings.no_object_weight, num_points=settings.mask_points)
+        # queries that are the entities (Table XX decoders): query i ↔ entity i instead of Hungarian matching
+        pairs = entity_matches(batch["mask_input"], targets) if pipeline.queries_are_entities else None
+
+        def criterion_of(images: Sequence[int]) -> SetCriterion:
+            if pairs is None:
+                return SetCriterion(costs)
+            return GivenMatchCriterion(costs, [pairs[b] for b in images], [len(targets[b]) for b in images])
+
         # L_seg on the samples whose subtask trains it (description: only with train.description_seg)
         keep = [b for b, t in enumerate(batch["tasks"]) if t != "description" or self.settings.description_seg]
         if keep:
             seg_rows = torch.tensor(keep)
-            seg = criterion(out.entityness[seg_rows], out.masks[seg_rows], [targets[b] for b in keep],
-                            aux=[(a["entityness"][seg_rows], a["masks"][seg_rows]) for a in out.aux])
+            seg = criterion_of(keep)(out.entityness[seg_rows], out.masks[seg_rows], [targets[b] for b in keep],
+                                     aux=[(a["entityness"][seg_rows], a["masks"][seg_rows]) for a in out.aux])
         else:  # no sample trains L_seg: zero losses that keep the decoder in the graph (DDP)
             zero = out.entityness.sum() * 0.0 + out.masks.sum() * 0.0
             seg = {"class": zero, "mask": zero, "dice": zero}
@@ -343,7 +372,7 @@ class GellaTask(TrainingTask):
         rows, goals = [], []
         if any(batch["phrase_entities"]):
             with torch.no_grad():
-                matches = criterion.match(out.entityness, out.masks, targets)
+                matches = criterion_of(range(len(targets))).match(out.entityness, out.masks, targets)
             entity_of_query = []
             for q_idx, t_idx in matches:
                 mapped = torch.full((out.masks.shape[1],), -1, dtype=torch.long)
@@ -358,13 +387,14 @@ class GellaTask(TrainingTask):
             if e_vl.shape[0] != len(phrase_entities):
                 raise CompatibilityError(f"the answer holds {e_vl.shape[0]} <SEG> tokens for {len(phrase_entities)} "
                                          "phrases; the tokenizer must encode <SEG> as one id")
-            logits = model["associator"](e_vl, e_vc[b])
+            real = len(targets[b]) if pipeline.queries_are_entities else e_vc.shape[1]  # padding: no L_asso
+            logits = model["associator"](e_vl, e_vc[b][:real])
             goal = torch.zeros_like(logits)
             for v, ents in enumerate(phrase_entities):
                 if ents:
-                    goal[v] = torch.isin(entity_of_query[b], torch.tensor(ents, dtype=torch.long)).to(goal)
-            rows.append(logits)
-            goals.append(goal)
+                    goal[v] = torch.isin(entity_of_query[b][:real], torch.tensor(ents, dtype=torch.long)).to(goal)
+            rows.append(logits.flatten())  # images may differ in their number of queries (entity queries)
+            goals.append(goal.flatten())
         if rows:
             pos = self.settings.asso_pos_weight
             terms["asso"] = association_loss(torch.cat(rows), torch.cat(goals), None if pos == 1.0 else pos)

@@ -108,7 +108,8 @@ class LlavaLlamaDecoder(PromptsMixin, GenerationMixin, HFFormatMixin, nn.Module,
         tokenizer_path: str = ""  # another tokenizer directory (default: the model's own)
         projector_path: str = ""  # safetensors of the projector alone (linear_1.*, linear_2.*)
         vision_dim: int = 0  # C of Z_v; 0 = set by configure() when the pipeline is built
-        projector: str = "mlp"  # mlp (LLaVA-1.5: linear-GELU-linear) | linear (paper eq. 10)
+        projector: str = "linear"  # linear (paper eq. 10) | mlp (LLaVA-1.5: linear-GELU-linear); a loaded
+                                   # LLaVA folder or projector file brings its own
         hidden_size: int = 64  # tiny: the random LM's geometry (LLaMA-7B: 4096, 32, 32, 11008, 32000)
         num_layers: int = 2
         num_heads: int = 4

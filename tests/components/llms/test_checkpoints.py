@@ -17,7 +17,8 @@ VISION_DIM = 32
 
 
 def tiny(**overrides) -> LlavaLlamaDecoder:
-    return LlavaLlamaDecoder(LlavaLlamaDecoder.Config(**overrides))
+    """A tiny decoder with LLaVA-1.5's two-layer projector (the layout of the published folders)."""
+    return LlavaLlamaDecoder(LlavaLlamaDecoder.Config(**{"projector": "mlp", **overrides}))
 
 
 def _outputs(decoder: LlavaLlamaDecoder, z_v: torch.Tensor):

@@ -71,9 +71,10 @@ def test_gradients_reach_the_projector_and_every_lm_weight():
 
 
 def test_frozen_lm_keeps_projector_and_token_tables_trainable():
-    decoder = LlavaLlamaDecoder(LlavaLlamaDecoder.Config(vision_dim=16, freeze_lm=True))
-    trainable = {n.split(".")[0] + "." + n.split(".")[-2] for n, p in decoder.named_parameters() if p.requires_grad}
-    assert trainable == {"projector.linear_1", "projector.linear_2", "lm.embed_tokens", "lm.lm_head"}
+    for projector, layers in (("linear", {"projector.linear_1"}), ("mlp", {"projector.linear_1", "projector.linear_2"})):
+        decoder = LlavaLlamaDecoder(LlavaLlamaDecoder.Config(vision_dim=16, freeze_lm=True, projector=projector))
+        trainable = {n.split(".")[0] + "." + n.split(".")[-2] for n, p in decoder.named_parameters() if p.requires_grad}
+        assert trainable == layers | {"lm.embed_tokens", "lm.lm_head"}
     assert not decoder.lm.model.layers[0].self_attn.q_proj.weight.requires_grad
 
 

@@ -281,3 +281,63 @@ def test_mask_augment_rates_are_checked():
     _, settings = split_train_section({"augment_drop": -0.1}, GellaTrainConfig)
     with pytest.raises(ConfigError, match=r"train.augment_drop: must be within \[0, 1\]"):
         check_subtasks(settings)
+
+
+# the Table XX decoders (queries = the input entities): TINY without the mask2former's num_queries
+ENTITY_TINY = [o for o in TINY if not o.startswith("mask_decoder.")]
+ENTITY_DECODERS = {"roi_align": ["mask_decoder.name=roi_align"],
+                   "mask_attention": ["mask_decoder.name=mask_attention", "mask_decoder.mask_in_attention=multiply"]}
+
+
+@pytest.mark.parametrize("decoder", list(ENTITY_DECODERS))
+def test_entity_query_decoders_train_with_query_i_as_entity_i(data, decoder):
+    """Masks padded to the batch's largest count, the identity matching for L_seg and L_asso, the
+    losses falling on one batch; the colormap encoder and fuser are built but not run."""
+    from esgkit.training.tasks.gella import entity_matches
+
+    grounding = "train.subtasks={description: 0.0, nouns: 0.0, grounding: 1.0, res: 0.0}"
+    cfg = to_container(load_config("gella_tiny", [*ENTITY_TINY, *ENTITY_DECODERS[decoder], grounding]))
+    train_cfg, task_cfg = split_train_section(cfg["train"], GellaTrainConfig)
+    task = GellaTask(cfg, data, task_cfg)
+    torch.manual_seed(0)
+    model = task.build_model()
+    dataset = task.train_dataset()
+    counts = [len(dataset[i]["gt"]["targets"]) for i in range(len(dataset))]
+    first = counts.index(min(counts))
+    second = counts.index(max(counts))
+    assert counts[first] < counts[second], counts
+    batch = task.collate([dataset[first], dataset[second]])
+    n, most = counts[first], counts[second]
+    assert batch["mask_input"].shape == (2, most, 64, 64)
+    assert float(batch["mask_input"][0, n:].abs().sum()) == 0.0                 # padding: all-zero masks
+    assert bool(batch["mask_input"][0, :n].flatten(1).any(1).all())
+    pairs = entity_matches(batch["mask_input"], batch["targets"])
+    assert [p[0].tolist() for p in pairs] == [p[1].tolist() for p in pairs] == [list(range(n)), list(range(most))]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        terms = task.losses(model, batch)
+        total = sum(terms.values())
+        assert all(torch.isfinite(v.detach()) for v in terms.values()) and float(terms["asso"].detach()) > 0
+        losses.append(float(total.detach()))
+        opt.zero_grad()
+        total.backward()
+        if len(losses) == 1:
+            assert all(p.grad is not None for p in model["mask_decoder"].parameters())
+            assert all(p.grad is None for part in ("colormap_encoder", "fuser") for p in model[part].parameters())
+        opt.step()
+    assert losses[-1] < losses[0]
+
+
+def test_train_and_eval_commands_with_an_entity_query_decoder(data, tmp_path):
+    from esgkit.core.cli import main
+
+    run = tmp_path / "run"
+    swap = ENTITY_DECODERS["mask_attention"]
+    assert main(["train", "gella_tiny", "--data", str(data), "--out", str(run), "--no-progress",
+                 *ENTITY_TINY, *swap, "train.steps=1"]) == 0
+    metrics = tmp_path / "m.json"
+    assert main(["eval", "gella_tiny", "--data", str(data), "--out", str(metrics), "--checkpoint", str(run),
+                 "--max-images", "1", *[o for o in ENTITY_TINY if not o.startswith("train.")], *swap]) == 0
+    got = json.loads(metrics.read_text())["metrics"]
+    assert 0.0 <= got["AR"] <= 1.0 and 0.0 <= got["APe_rec"] <= 1.0  # grounding, and the reconstruction part
