@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 from pathlib import Path
+
+from generated_blocks import blocks, write_or_check  # scripts/generated_blocks.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "ablations.md"
 RESULTS = ROOT / "experiments" / "results"
-BLOCK = re.compile(r"(<!-- generated: ([\w.-]+) \(scripts/ablations_doc.py\) -->\n)(.*?)(<!-- end generated: \2 -->)",
-                   re.S)
+SCRIPT = "ablations_doc"
 
 
 def _read(path: Path) -> dict:
@@ -69,21 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a generated part differs")
     args = ap.parse_args(argv)
-    text = args.doc.read_text()
-    current = {m.group(2): m.group(3) for m in BLOCK.finditer(text)}
-    if not current:
+    names = list(blocks(args.doc.read_text(), SCRIPT))
+    if not names:
         ap.error(f"{args.doc} has no generated part (<!-- generated: NAME (scripts/ablations_doc.py) -->)")
-    renders = {name: render(args.results / name) for name in current}
-    if args.check:
-        stale = [name for name in current if renders[name] != current[name]]
-        if stale:
-            print(f"{args.doc}: stale generated parts {stale}; run python scripts/ablations_doc.py", file=sys.stderr)
-            return 1
-        print(f"{args.doc}: generated parts {list(current)} are current")
-        return 0
-    args.doc.write_text(BLOCK.sub(lambda m: m.group(1) + renders[m.group(2)] + m.group(4), text))
-    print(f"rewrote {list(current)} in {args.doc}")
-    return 0
+    status = write_or_check(args.doc, SCRIPT, {name: render(args.results / name) for name in names}, args.check)
+    if not args.check:
+        print(f"rewrote {names} in {args.doc}")
+    return status
 
 
 if __name__ == "__main__":

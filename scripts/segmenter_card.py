@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from generated_blocks import blocks, write_or_check  # scripts/generated_blocks.py
+
+SCRIPT = "segmenter_card"
 ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "models" / "cropformer_tiny" / "README.md"
 BENCHMARK = ROOT / "models" / "cropformer_tiny" / "benchmark.json"
 IMAGES = ROOT / "docs" / "images"
-BLOCK = re.compile(r"(<!-- generated: (\w+) \(scripts/segmenter_card.py\) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
 EXAMPLE_SEGMENTERS = (("ground_truth", "ground truth", None), ("cropformer", "CropFormer", "cropformer_tiny"),
                       ("sam", "tiny SAM", "sam_tiny"))
 CLAIMS = (  # (what, ratio key, target text, met?)
@@ -135,11 +136,6 @@ def render_example(images_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def regenerate(card: str, renders: dict[str, str]) -> str:
-    """The card with each named block's content replaced."""
-    return BLOCK.sub(lambda m: m.group(1) + renders.get(m.group(2), m.group(3)) + m.group(4), card)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--card", type=Path, default=CARD)
@@ -148,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated blocks to regenerate (default: all)")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs")
     args = ap.parse_args(argv)
-    text = args.card.read_text()
-    current = {m.group(2): m.group(3) for m in BLOCK.finditer(text)}
-    present = list(current)
+    present = list(blocks(args.card.read_text(), SCRIPT))
     if not present:
         ap.error(f"{args.card} has no generated block (<!-- generated: NAME (scripts/segmenter_card.py) -->)")
     wanted = [b.strip() for b in args.only.split(",") if b.strip()] or present
@@ -161,14 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"no generated block {unknown} in {args.card}; it has {present}")
         renders = {b: renderers[b]() for b in wanted}
+    status = write_or_check(args.card, SCRIPT, renders, args.check, what="generated blocks")
     if args.check:
-        stale = [b for b in wanted if renders[b] != current[b]]
-        if stale:
-            print(f"{args.card}: stale generated blocks {stale}; run python scripts/segmenter_card.py", file=sys.stderr)
-            return 1
-        print(f"{args.card}: generated blocks {wanted} are current")
-        return 0
-    args.card.write_text(regenerate(text, renders))
+        return status
     print(f"rewrote {wanted} in {args.card}" + (f"; pictures in {args.images_dir}" if "example" in wanted else ""))
     return 0
 

@@ -24,7 +24,7 @@ def _fuser(**switches):
 
 @pytest.mark.parametrize("off", [None, *SWITCHES])
 def test_shapes_and_gradients_for_each_switch(off):
-    fuser = _fuser(**({off: not _fuser().config.mask_residual} if off == "mask_residual" else {off: False} if off else {}))
+    fuser = _fuser(**({off: not getattr(_fuser().config, off)} if off else {}))  # each switch away from its default
     z_v = torch.randn(2, 16, 64, requires_grad=True)
     pyramid = _pyramid()
     out = fuser(z_v, (4, 4), pyramid)
