@@ -44,7 +44,6 @@ query i maps to entity i. Training matches queries to entities the same way (ide
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -210,8 +209,8 @@ class _Attention(nn.Module):
         q = self.q(x).view(b, n, h, d // h).transpose(1, 2)                       # (B, H, N, d/H)
         k = self.k(context).view(b, length, h, d // h).transpose(1, 2)
         v = self.v(context).view(b, length, h, d // h).transpose(1, 2)
-        logits = q @ k.transpose(-1, -2) / math.sqrt(d // h) + bias.to(q.dtype)
-        return self.out((logits.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d))
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # softmax(qk/√d + bias)·v
+        return self.out(attended.transpose(1, 2).reshape(b, n, d))
 
 
 class _MaskBlock(nn.Module):
