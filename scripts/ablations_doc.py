@@ -9,8 +9,9 @@ The page marks each generated part with the name of a results folder::
     <!-- end generated: esg_table21 -->
 
 and this script writes between the markers: the grid's table (ours as mean ± standard deviation over
-the seeds, the paper's beside it), how many cells are done, the time the done cells took (one
-thread each) and the grid's stage-cache counts.
+the seeds, the paper's beside it), the bar plot of its first metric, how many cells are done, the
+time the done cells took (one thread each) and the grid's stage-cache counts. The part named
+``costs`` is every exported grid's cells, time and cache counts in one table, with the totals.
 
     python scripts/ablations_doc.py            # rewrite the generated parts
     python scripts/ablations_doc.py --check    # exit 1 when one is stale
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from generated_blocks import blocks, write_or_check  # scripts/generated_blocks.py
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "ablations.md"
 RESULTS = ROOT / "experiments" / "results"
 SCRIPT = "ablations_doc"
+SUMMARY = "costs"  # the block with every grid's costs (not a results folder)
 
 
 def _read(path: Path) -> dict:
@@ -39,27 +42,52 @@ def _shown(folder: Path) -> str:
     return folder.resolve().relative_to(ROOT).as_posix() if folder.resolve().is_relative_to(ROOT) else str(folder)
 
 
-def render(folder: Path) -> str:
-    """One grid's table and its costs, as markdown."""
-    from esgkit.experiments.grid.report import markdown, table
-
-    if not (folder / "grid.json").is_file():
-        return f"*(not run yet: no `{_shown(folder)}`)*\n"
+def costs(folder: Path) -> tuple[int, int, float, dict]:
+    """A grid's cells done, cells in all, seconds its done cells took, and its stage-cache counts."""
     grid = _read(folder / "grid.json")
-    body = markdown(table(folder)).split("\n", 2)[2]  # without the "# name" heading
     seconds, done = 0.0, 0
-    for cell in grid["cells"]:
+    for cell in grid.get("cells", []):
         status = _read(folder / "cells" / cell["folder"] / "status.json")
         if status.get("state") == "done":
             done += 1
             seconds += float(status.get("seconds") or 0.0)
-    cache = _read(folder / "summary.json").get("cache", {})
-    costs = (f"{done} of {len(grid['cells'])} cells done, {seconds / 60:.0f} minutes of cell time (one thread per "
-             f"cell, training and evaluation; longer where a cell shared its core with other work)")
+    return done, len(grid.get("cells", [])), seconds, _read(folder / "summary.json").get("cache", {})
+
+
+def render_summary(results: Path) -> str:
+    """Every exported grid's cells and costs in one table, with the totals."""
+    lines = ["| results | cells done | cell time (min) | images segmented | segmentations reused |",
+             "|---|---|---|---|---|"]
+    sums = [0, 0, 0.0, 0, 0]
+    for folder in sorted(f for f in results.iterdir() if (f / "grid.json").is_file()):
+        done, total, seconds, cache = costs(folder)
+        row = [done, total, seconds, int(cache.get("masks_misses", 0)), int(cache.get("masks_hits", 0))]
+        sums = [a + b for a, b in zip(sums, row)]
+        lines.append(f"| `{folder.name}` | {done}/{total} | {seconds / 60:.0f} | {row[3]} | {row[4]} |")
+    lines.append(f"| all | {sums[0]}/{sums[1]} | {sums[2] / 60:.0f} ({sums[2] / 3600:.1f} h) | {sums[3]} | {sums[4]} |")
+    return "\n".join(lines) + "\n"
+
+
+def render(folder: Path, page: Path = DOC) -> str:
+    """One grid's table, the plot of its first metric (linked relative to ``page``) and its costs, as markdown."""
+    from esgkit.experiments.grid.report import markdown, safe_name, table
+
+    if not (folder / "grid.json").is_file():
+        return f"*(not run yet: no `{_shown(folder)}`)*\n"
+    t = table(folder)
+    body = markdown(t).split("\n", 2)[2]  # without the "# name" heading
+    plot = folder / "plots" / f"{safe_name(t['metrics'][0])}.png" if t["metrics"] else None
+    if plot is not None and plot.is_file():
+        link = Path(os.path.relpath(plot.resolve(), page.resolve().parent)).as_posix()
+        body += (f"\n![{t['metrics'][0]} per row]({link})\n\n*{t['metrics'][0]} per row (`esgkit grid report`): bars our "
+                 f"mean ± std, black ticks the paper's value.*\n")
+    done, total, seconds, cache = costs(folder)
+    line = (f"{done} of {total} cells done, {seconds / 60:.0f} minutes of cell time (one thread per "
+            f"cell, training and evaluation; longer where a cell shared its core with other work)")
     if cache:
-        costs += (f"; masks cache: {cache.get('masks_misses', 0)} images segmented, "
-                  f"{cache.get('masks_hits', 0)} reused")
-    return f"{body}\n{costs}. Results: `{_shown(folder)}`.\n"
+        line += (f"; masks cache: {cache.get('masks_misses', 0)} images segmented, "
+                 f"{cache.get('masks_hits', 0)} reused")
+    return f"{body}\n{line}. Results: `{_shown(folder)}`.\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(blocks(args.doc.read_text(), SCRIPT))
     if not names:
         ap.error(f"{args.doc} has no generated part (<!-- generated: NAME (scripts/ablations_doc.py) -->)")
-    status = write_or_check(args.doc, SCRIPT, {name: render(args.results / name) for name in names}, args.check)
+    parts = {name: render_summary(args.results) if name == SUMMARY else render(args.results / name, args.doc)
+             for name in names}
+    status = write_or_check(args.doc, SCRIPT, parts, args.check)
     if not args.check:
         print(f"rewrote {names} in {args.doc}")
     return status

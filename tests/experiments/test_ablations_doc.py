@@ -33,9 +33,12 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
     (grid / "grid.json").write_text(json.dumps({"name": "g", "cells": cells, "seeds": [0, 1], "metrics": ["AR"],
                                                 "paper": {"FC": {"AR": 0.698}}}))
     (grid / "summary.json").write_text(json.dumps({"cache": {"masks_hits": 8, "masks_misses": 2}}))
+    (grid / "plots").mkdir()
+    (grid / "plots" / "AR.png").write_bytes(b"png")
     doc = tmp_path / "page.md"
     doc.write_text("intro\n<!-- generated: g (scripts/ablations_doc.py) -->\nold\n<!-- end generated: g -->\n"
-                   "<!-- generated: missing (scripts/ablations_doc.py) -->\n<!-- end generated: missing -->\nend\n")
+                   "<!-- generated: missing (scripts/ablations_doc.py) -->\n<!-- end generated: missing -->\n"
+                   "<!-- generated: costs (scripts/ablations_doc.py) -->\n<!-- end generated: costs -->\nend\n")
     args = ("--doc", str(doc), "--results", str(results))
     assert run(*args, "--check").returncode == 1
     done = run(*args)
@@ -44,5 +47,7 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
     assert "| FC | 2/2 | 0.7000 ± 0.1414 | 0.6980 |" in text, text
     assert "| MLP | 1/2 | 0.5000 ± 0.0000 | — |" in text, text
     assert "3 of 4 cells done, 30 minutes of cell time" in text and "2 images segmented, 8 reused" in text, text
+    assert "![AR per row](results/g/plots/AR.png)" in text, text  # linked relative to the page
+    assert "| `g` | 3/4 | 30 | 2 | 8 |" in text and "| all | 3/4 | 30 (0.5 h) | 2 | 8 |" in text, text  # costs
     assert "not run yet" in text and text.startswith("intro\n") and text.endswith("end\n"), text
     assert run(*args, "--check").returncode == 0
