@@ -42,29 +42,39 @@ def _shown(folder: Path) -> str:
     return folder.resolve().relative_to(ROOT).as_posix() if folder.resolve().is_relative_to(ROOT) else str(folder)
 
 
-def costs(folder: Path) -> tuple[int, int, float, dict]:
-    """A grid's cells done, cells in all, seconds its done cells took, and its stage-cache counts."""
+def costs(folder: Path) -> dict:
+    """A grid's cells done and in all, those taken from another grid (``--reuse``: the same computation,
+    its time counted there), the seconds its own done cells and its shared stage took, its stage-cache
+    counts."""
     grid = _read(folder / "grid.json")
-    seconds, done = 0.0, 0
+    seconds, done, reused = 0.0, 0, 0
     for cell in grid.get("cells", []):
         status = _read(folder / "cells" / cell["folder"] / "status.json")
         if status.get("state") == "done":
             done += 1
-            seconds += float(status.get("seconds") or 0.0)
-    return done, len(grid.get("cells", [])), seconds, _read(folder / "summary.json").get("cache", {})
+            if status.get("reused_from"):
+                reused += 1
+            else:
+                seconds += float(status.get("seconds") or 0.0)
+    cache = _read(folder / "summary.json").get("cache", {})
+    return {"done": done, "total": len(grid.get("cells", [])), "reused": reused, "cache": cache,
+            "seconds": seconds + float(cache.get("stage_seconds", 0.0))}
 
 
 def render_summary(results: Path) -> str:
     """Every exported grid's cells and costs in one table, with the totals."""
-    lines = ["| results | cells done | cell time (min) | images segmented | segmentations reused |",
-             "|---|---|---|---|---|"]
-    sums = [0, 0, 0.0, 0, 0]
+    lines = ["| results | cells done | of them taken from another grid | CPU time (min) | images segmented | "
+             "segmentations reused |", "|---|---|---|---|---|---|"]
+    keys = ("done", "total", "reused", "seconds", "misses", "hits")
+    sums = dict.fromkeys(keys, 0.0)
     for folder in sorted(f for f in results.iterdir() if (f / "grid.json").is_file()):
-        done, total, seconds, cache = costs(folder)
-        row = [done, total, seconds, int(cache.get("masks_misses", 0)), int(cache.get("masks_hits", 0))]
-        sums = [a + b for a, b in zip(sums, row)]
-        lines.append(f"| `{folder.name}` | {done}/{total} | {seconds / 60:.0f} | {row[3]} | {row[4]} |")
-    lines.append(f"| all | {sums[0]}/{sums[1]} | {sums[2] / 60:.0f} ({sums[2] / 3600:.1f} h) | {sums[3]} | {sums[4]} |")
+        c = costs(folder)
+        c |= {"misses": int(c["cache"].get("masks_misses", 0)), "hits": int(c["cache"].get("masks_hits", 0))}
+        sums = {k: sums[k] + c[k] for k in keys}
+        lines.append(f"| `{folder.name}` | {c['done']}/{c['total']} | {c['reused']} | {c['seconds'] / 60:.0f} | "
+                     f"{c['misses']} | {c['hits']} |")
+    lines.append(f"| all | {sums['done']:.0f}/{sums['total']:.0f} | {sums['reused']:.0f} | {sums['seconds'] / 60:.0f} "
+                 f"({sums['seconds'] / 3600:.1f} h) | {sums['misses']:.0f} | {sums['hits']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -81,12 +91,13 @@ def render(folder: Path, page: Path = DOC) -> str:
         link = Path(os.path.relpath(plot.resolve(), page.resolve().parent)).as_posix()
         body += (f"\n![{t['metrics'][0]} per row]({link})\n\n*{t['metrics'][0]} per row (`esgkit grid report`): bars our "
                  f"mean ± std, black ticks the paper's value.*\n")
-    done, total, seconds, cache = costs(folder)
-    line = (f"{done} of {total} cells done, {seconds / 60:.0f} minutes of cell time (one thread per "
-            f"cell, training and evaluation; longer where a cell shared its core with other work)")
-    if cache:
-        line += (f"; masks cache: {cache.get('masks_misses', 0)} images segmented, "
-                 f"{cache.get('masks_hits', 0)} reused")
+    c = costs(folder)
+    taken = f" ({c['reused']} taken from another grid's identical cells)" if c["reused"] else ""
+    line = (f"{c['done']} of {c['total']} cells done{taken}, {c['seconds'] / 60:.0f} minutes of CPU time (one thread "
+            f"per cell or stage job: training, segmenting, evaluation; longer where one shared its core with other work)")
+    if c["cache"]:
+        line += (f"; masks cache: {c['cache'].get('masks_misses', 0)} images segmented, "
+                 f"{c['cache'].get('masks_hits', 0)} reused")
     return f"{body}\n{line}. Results: `{_shown(folder)}`.\n"
 
 

@@ -30,6 +30,9 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--workers", type=int, help="local: cells at once (default: cores // cpus-per-cell)")
     p.add_argument("--cpus-per-cell", type=int, help="CPU threads (and Ray CPUs) per cell (default 1)")
     p.add_argument("--data", help="the dataset folder, replacing the spec's data:")
+    p.add_argument("--reuse", action="append", metavar="DIR", default=[],
+                   help="another grid folder or export whose done cells of the same hash (same config, data and "
+                        "steps) this grid takes instead of running them again (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-cell lines stay)")
     p.set_defaults(func=cmd_grid)
 
@@ -89,7 +92,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     executor = make_executor(spec.executor, args.executor, address=args.address, workers=args.workers,
                              cpus_per_cell=args.cpus_per_cell)
     summary = run_grid(spec, out, executor, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, reuse=args.reuse)
     print(describe(summary))
     print(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.csv'} and {out / 'plots'}/")
     return 1 if summary["failed"] else 0

@@ -2,7 +2,8 @@
 
 A grid of trained cells holds gigabytes of checkpoints and prediction files; what its table needs is
 small: ``grid.json`` (the spec and the cells), each cell's ``config.yaml``, ``cell.json``,
-``status.json`` and ``metrics.json``, and the report. The export copies exactly those, so DEST can be
+``status.json`` and ``metrics.json``, the report, and the shared stage's counts (``cache/stages.json``;
+the stored masks stay behind). The export copies exactly those, so DEST can be
 committed or sent, ``esgkit grid report DEST`` rewrites its table, and ``esgkit grid SPEC --out DEST
 --resume`` finishes its cells that are not done (a done cell is never recomputed; one that was
 running starts over, since its checkpoints stay behind).
@@ -16,7 +17,8 @@ from esgkit.core.errors import InputError
 from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, claim_folder
 
-GRID_FILES = ("grid.json", "summary.json", "report.md", "report.csv")
+# cache/stages.json: the shared stage's work over every run, which a --resume from the export adds to
+GRID_FILES = ("grid.json", "summary.json", "report.md", "report.csv", "cache/stages.json")
 CELL_FILES = ("config.yaml", "cell.json", "status.json", "metrics.json")
 
 

@@ -2,7 +2,8 @@
 compute the shared stages once, run the cells on an executor, report as they start and end.
 
 ``GRID/`` (claimed as kind ``grid``, ``esgkit.core.outputs``) holds ``grid.json`` (the spec and the cell
-list), ``cells/<hash>/`` (``cells.py``), ``cache/masks/`` (the ``masks`` stage, shared by every cell),
+list), ``cells/<hash>/`` (``cells.py``), ``cache/masks/`` (the ``masks`` stage, shared by every cell;
+``cache/stages.json`` its work summed over every run of the grid),
 ``summary.json`` and the report (``report.py``, written when the grid ends). ``resume``: done cells are skipped (never recomputed),
 running (killed) and failed ones start again, a training cell from its own newest checkpoint.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from esgkit.core import Executor
-from esgkit.core.errors import ConfigError, OutputError
+from esgkit.core.errors import ConfigError, InputError, OutputError
 from esgkit.core.pipeline import with_weights
 from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
@@ -239,9 +240,38 @@ def _wait_for_orphans(folders: dict[int, Path], timeout: float = 5.0) -> None:
         time.sleep(0.2)
 
 
+REUSED_FILES = ("metrics.json", "train_summary.json", "log.txt")  # what a reused cell's folder gets besides its status
+
+
+def reuse_cells(folders: dict[int, Path], sources: list[Path]) -> dict[Path, Path]:
+    """Take each not-yet-done cell that a ``sources`` grid (or its export) has done under the same hash —
+    the same resolved config, data, steps, esgkit version and weights, so the same computation — by
+    copying its metrics, log and status (``reused_from`` names the source); returns {cell: source}."""
+    import shutil
+
+    taken: dict[Path, Path] = {}
+    for folder in folders.values():
+        if is_done(folder):
+            continue
+        for source in sources:
+            other = source / "cells" / folder.name
+            if other.resolve() == folder.resolve() or not is_done(other):
+                continue
+            for name in REUSED_FILES:
+                if (other / name).is_file():
+                    shutil.copyfile(other / name, folder / name)
+            status = read_status(other)
+            write_status(folder, "done", **{k: status.get(k) for k in ("started", "finished", "seconds", "attempts")
+                                            if k in status}, reused_from=str(other))
+            taken[folder] = other
+            break
+    return taken
+
+
 def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: bool = False, overwrite: bool = False,
-             progress: bool = True) -> dict[str, Any]:
-    """Run a grid (module docstring); returns the summary (also written to ``GRID/summary.json``)."""
+             progress: bool = True, reuse: list[str | Path] | None = None) -> dict[str, Any]:
+    """Run a grid (module docstring); returns the summary (also written to ``GRID/summary.json``).
+    ``reuse``: other grid folders (or exports) whose done cells of the same hash are taken, not rerun."""
     out = Path(out)
     check_folder(out, "grid", overwrite)  # refuse the user's folder before composing anything
     cells = compose(spec)  # every cell valid, or a ConfigError naming each bad one: nothing has run
@@ -252,8 +282,14 @@ def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: boo
         if other is not c:
             raise ConfigError(f"grid spec {spec.source or spec.name}: cells {other.index} ({other.label}) and {c.index} "
                               f"({c.label}) resolve to the same config; give each axis value once")
+    sources = [Path(r) for r in reuse or []]
+    for source in sources:
+        if not (source / "grid.json").is_file():
+            raise InputError(f"--reuse {source}: not a grid folder or export (no grid.json); give the --out of "
+                             "another `esgkit grid` run or an `esgkit grid export` folder")
     prepare(out, spec, cells, folders, resume, overwrite)
     _wait_for_orphans(folders)
+    reuse_cells(folders, sources)
     keep = executor if hasattr(executor, "__enter__") else contextlib.nullcontext()
     with keep:  # one pool (one Ray) for the stage jobs and the cells
         return _run(spec, out, executor, cells, folders, progress)
@@ -271,8 +307,11 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
             for c in todo}
     write = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
     for c in skipped:
-        write(f"[skip] cell {folders[c.index].name} {c.label}: done in an earlier run")
-    stage = {"hits": 0, "misses": 0, "jobs": 0}
+        source = read_status(folders[c.index]).get("reused_from")
+        write(f"[skip] cell {folders[c.index].name} {c.label}: " + (f"done in {source}" if source else
+                                                                    "done in an earlier run"))
+    stage = {"hits": 0, "misses": 0, "jobs": 0, "seconds": 0.0}
+    stage_start = time.time()
     identities: dict[str, dict[str, Any]] = {}  # masks stage key → the segmenter that stored them
     if todo and "train" not in spec.do:
         images = len(spec.on.build().take(spec.on.max_images))
@@ -292,6 +331,7 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
             stage["jobs"] += 1
             if result.get("identity"):
                 identities[result["key"]] = result["identity"]
+        stage["seconds"] = round(time.time() - stage_start, 3)
     run_id = f"{out.resolve()}:{start}"
     for job in jobs.values():
         job.masks_identity, job.run_id = identities.get(masks_stage_key(job.config) or ""), run_id
@@ -314,7 +354,7 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
     finally:
         watcher.stop.set()
         bar.close()
-    summary = summarize(out, cells, folders, stage, time.time() - start, len(skipped))
+    summary = summarize(out, cells, folders, add_stage_totals(out, stage), time.time() - start, len(skipped))
     atomic_write_json(out / "summary.json", summary)
     from .report import write_report
 
@@ -322,15 +362,27 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
     return summary
 
 
-def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage: dict[str, int], seconds: float,
+def add_stage_totals(out: Path, stage: dict[str, Any]) -> dict[str, Any]:
+    """Add this run's stage work to the grid's totals (``cache/stages.json``) and return them: the cells'
+    own counts live in their folders and survive a ``--resume``, and so must the stage's."""
+    path = out / "cache" / "stages.json"
+    stored = read_state(path) or {}
+    totals = {k: stored.get(k, 0) + stage.get(k, 0) for k in ("jobs", "hits", "misses", "seconds")}
+    if stage.get("jobs"):
+        atomic_write_json(path, totals)
+    return totals
+
+
+def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage: dict[str, Any], seconds: float,
               skipped: int) -> dict[str, Any]:
+    """The grid's summary.json; ``stage`` holds the masks stage's totals over every run of the grid."""
     rows, failed = [], []
     hits, misses = stage["hits"], stage["misses"]
     for c in cells:
         status = read_status(folders[c.index])
         metrics = read_state(folders[c.index] / "metrics.json") or {}
         cache = metrics.get("cache") or {}
-        if status["state"] == "done" and metrics:
+        if status["state"] == "done" and metrics and not status.get("reused_from"):  # its source counted those
             hits += int(cache.get("hits", 0))
             misses += int(cache.get("misses", 0))
         rows.append({"cell": folders[c.index].name, "label": c.label, "state": status["state"],
@@ -339,9 +391,10 @@ def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage:
             failed.append(rows[-1])
     return {"grid": str(out), "cells": rows, "done": sum(r["state"] == "done" for r in rows),
             "failed": [{"cell": r["cell"], "label": r["label"], "error": r["error"]} for r in failed],
-            "skipped_done": skipped, "seconds": round(seconds, 3),
+            "skipped_done": skipped, "reused": sum(bool(read_status(folders[c.index]).get("reused_from")) for c in cells),
+            "seconds": round(seconds, 3),
             "cache": {"masks_hits": hits, "masks_misses": misses, "stage_jobs": stage["jobs"],
-                      "stage_misses": stage["misses"]}}
+                      "stage_misses": stage["misses"], "stage_seconds": round(stage["seconds"], 3)}}
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -354,4 +407,5 @@ def describe(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CellJob", "cell_folders", "describe", "prepare", "run_cell", "run_grid", "run_job", "summarize"]
+__all__ = ["CellJob", "cell_folders", "describe", "prepare", "reuse_cells", "run_cell", "run_grid", "run_job",
+           "summarize"]

@@ -27,12 +27,13 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
                                                  ("MLP", 0, 0.5, "done"), ("MLP", 1, 0.9, "running")]):
         folder = grid / "cells" / f"c{k}"
         folder.mkdir(parents=True)
-        (folder / "status.json").write_text(json.dumps({"state": state, "seconds": 600.0}))
+        reused = {"reused_from": "other/cells/c2"} if k == 2 else {}  # the same computation, done in another grid
+        (folder / "status.json").write_text(json.dumps({"state": state, "seconds": 600.0, **reused}))
         (folder / "metrics.json").write_text(json.dumps({"metrics": {"AR": ar}}))
         cells.append({"folder": f"c{k}", "label": f"{row} seed={seed}", "row": row, "seed": seed})
     (grid / "grid.json").write_text(json.dumps({"name": "g", "cells": cells, "seeds": [0, 1], "metrics": ["AR"],
                                                 "paper": {"FC": {"AR": 0.698}}}))
-    (grid / "summary.json").write_text(json.dumps({"cache": {"masks_hits": 8, "masks_misses": 2}}))
+    (grid / "summary.json").write_text(json.dumps({"cache": {"masks_hits": 8, "masks_misses": 2, "stage_seconds": 120.0}}))
     (grid / "plots").mkdir()
     (grid / "plots" / "AR.png").write_bytes(b"png")
     doc = tmp_path / "page.md"
@@ -46,8 +47,8 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
     text = doc.read_text()
     assert "| FC | 2/2 | 0.7000 ± 0.1414 | 0.6980 |" in text, text
     assert "| MLP | 1/2 | 0.5000 ± 0.0000 | — |" in text, text
-    assert "3 of 4 cells done, 30 minutes of cell time" in text and "2 images segmented, 8 reused" in text, text
+    assert "3 of 4 cells done (1 taken from another grid's identical cells), 22 minutes of CPU time" in text and "2 images segmented, 8 reused" in text, text
     assert "![AR per row](results/g/plots/AR.png)" in text, text  # linked relative to the page
-    assert "| `g` | 3/4 | 30 | 2 | 8 |" in text and "| all | 3/4 | 30 (0.5 h) | 2 | 8 |" in text, text  # costs
+    assert "| `g` | 3/4 | 1 | 22 | 2 | 8 |" in text and "| all | 3/4 | 1 | 22 (0.4 h) | 2 | 8 |" in text, text  # costs
     assert "not run yet" in text and text.startswith("intro\n") and text.endswith("end\n"), text
     assert run(*args, "--check").returncode == 0

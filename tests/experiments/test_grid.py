@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from esgkit.core.errors import CompatibilityError, ConfigError
+from esgkit.core.errors import CompatibilityError, ConfigError, InputError
 from esgkit.experiments.executors import LocalExecutor, LocalConfig
 from esgkit.experiments.grid import export_grid, parse_spec, run_grid, write_report
 
@@ -95,13 +95,32 @@ def test_cells_share_the_segmenters_masks(eval_grid, data):
 
 
 def test_resume_of_a_finished_grid_recomputes_nothing(eval_grid, data):
-    out, _ = eval_grid
+    out, first = eval_grid
     before = {f: c["status"] for f, c in cells(out).items()}
     with pytest.raises(Exception, match="--resume"):
         run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), out, local(), progress=False)
     summary = run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), out, local(), resume=True, progress=False)
     assert summary["skipped_done"] == 4 and summary["done"] == 4
+    # the counts are the grid's, over both runs: the first run's stage work is not forgotten
+    assert summary["cache"] == first["cache"] and summary["cache"]["stage_misses"] == 2, summary["cache"]
+    assert summary["cache"]["stage_seconds"] > 0, summary["cache"]
     assert {f: c["status"] for f, c in cells(out).items()} == before
+
+
+def test_another_grids_done_cells_are_reused_not_rerun(eval_grid, data, tmp_path):
+    out, first = eval_grid
+    spec = parse_spec({**EVAL_SPEC, "data": str(data)})
+    with pytest.raises(InputError, match="--reuse .*no grid.json"):
+        run_grid(spec, tmp_path / "other", local(), progress=False, reuse=[tmp_path])
+    summary = run_grid(spec, tmp_path / "again", local(), progress=False, reuse=[out])
+    assert summary["done"] == 4 and summary["skipped_done"] == 4 and summary["reused"] == 4, summary
+    assert summary["cache"]["masks_misses"] == 0 and summary["cache"]["masks_hits"] == 0, summary["cache"]  # not twice
+    for folder, cell in cells(tmp_path / "again").items():
+        assert cell["status"]["reused_from"] == str(out / "cells" / folder), cell["status"]
+        assert (tmp_path / "again" / "cells" / folder / "metrics.json").read_text() == \
+            (out / "cells" / folder / "metrics.json").read_text()
+    tables = [(folder / "report.md").read_text().split("\n", 1)[1] for folder in (tmp_path / "again", out)]
+    assert tables[0] == tables[1], tables  # the same table under another title
 
 
 def test_a_failing_cell_is_isolated_and_reported(data, tmp_path, capsys):
@@ -180,19 +199,21 @@ def test_kill_9_then_resume_recomputes_no_done_cell(data, tmp_path):
 
 
 def test_an_export_keeps_the_table_and_resumes_without_recomputing(eval_grid, data, tmp_path):
-    out, _ = eval_grid
+    out, first = eval_grid
     dest = tmp_path / "export"
     written = export_grid(out, dest)
     kept = {p.relative_to(dest).as_posix() for p in written}
     assert "grid.json" in kept and "report.csv" in kept and any(k.startswith("plots/") for k in kept), kept
     for folder in cells(out):
         assert {f"cells/{folder}/{n}" for n in ("config.yaml", "cell.json", "status.json", "metrics.json")} <= kept
-    assert not any(k.endswith("log.txt") or k.startswith("cache/") or "/eval/" in k for k in kept), kept
+    assert not any(k.endswith("log.txt") or k.startswith("cache/masks") or "/eval/" in k for k in kept), kept
+    assert "cache/stages.json" in kept, kept  # the stage's counts, not its masks
     report = (dest / "report.csv").read_text()
     write_report(dest)
     assert (dest / "report.csv").read_text() == report == (out / "report.csv").read_text()
     summary = run_grid(parse_spec({**EVAL_SPEC, "data": str(data)}), dest, local(), resume=True, progress=False)
     assert summary["skipped_done"] == 4 and summary["done"] == 4
+    assert summary["cache"] == first["cache"], summary["cache"]  # the export keeps the stage's counts
     with pytest.raises(Exception, match="DEST"):  # an export does not write over a folder that is not a grid's
         (tmp_path / "mine").mkdir()
         (tmp_path / "mine" / "notes.txt").write_text("keep")
