@@ -45,6 +45,7 @@ them (``esgkit.training.config.split_train_section``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,8 +267,11 @@ class GellaTask(TrainingTask):
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> nn.Module:
         from esgkit.core import build_pipeline
+        from esgkit.core.pipeline import UntrainedWeightsWarning
 
-        pipeline = build_pipeline(dict(self.config))
+        with warnings.catch_warnings():  # the weights this training produces are empty before it: no warning for those
+            warnings.filterwarnings("ignore", category=UntrainedWeightsWarning, message=r".*untrained: pipeline\.checkpoint ")
+            pipeline = build_pipeline(dict(self.config))
         if not hasattr(pipeline, "visual_forward"):
             raise CompatibilityError(f"{type(pipeline).__name__} is not a GELLA pipeline; esgkit train supports pipeline: gella")
         lang = pipeline.language_decoder

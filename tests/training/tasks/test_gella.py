@@ -341,3 +341,20 @@ def test_train_and_eval_commands_with_an_entity_query_decoder(data, tmp_path):
                  "--max-images", "1", *[o for o in ENTITY_TINY if not o.startswith("train.")], *swap]) == 0
     got = json.loads(metrics.read_text())["metrics"]
     assert 0.0 <= got["AR"] <= 1.0 and 0.0 <= got["APe_rec"] <= 1.0  # grounding, and the reconstruction part
+
+
+def test_building_the_model_to_train_warns_of_no_untrained_weights_it_trains(data):
+    """The pipeline's weights are empty before training by design: no warning for them (it would tell the
+    user to train what they are training); another empty weights key would still warn."""
+    import warnings
+
+    from esgkit.core.pipeline import UntrainedWeightsWarning
+
+    cfg = _config()
+    _, task_cfg = split_train_section(cfg["train"], GellaTrainConfig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GellaTask(cfg, data, task_cfg).build_model()
+    assert not [w for w in caught if issubclass(w.category, UntrainedWeightsWarning)], [str(w.message) for w in caught]
+    with pytest.warns(UntrainedWeightsWarning, match="pipeline.checkpoint"):  # outside training it still warns
+        build_pipeline(cfg)
