@@ -44,10 +44,10 @@ def _shown(folder: Path) -> str:
 
 def costs(folder: Path) -> dict:
     """A grid's cells done and in all, those taken from another grid (``--reuse``: the same computation,
-    its time counted there), the seconds its own done cells and its shared stage took, its stage-cache
-    counts."""
+    its time counted there), those resumed after a stop (a cell's status times its last attempt), the
+    seconds its own done cells and its shared stage took, its stage-cache counts."""
     grid = _read(folder / "grid.json")
-    seconds, done, reused = 0.0, 0, 0
+    seconds, done, reused, resumed = 0.0, 0, 0, 0
     for cell in grid.get("cells", []):
         status = _read(folder / "cells" / cell["folder"] / "status.json")
         if status.get("state") == "done":
@@ -55,9 +55,10 @@ def costs(folder: Path) -> dict:
             if status.get("reused_from"):
                 reused += 1
             else:
-                seconds += float(status.get("seconds") or 0.0)
+                seconds += float(status.get("seconds") or 0.0)  # its last attempt's
+                resumed += int(status.get("attempts") or 1) > 1
     cache = _read(folder / "summary.json").get("cache", {})
-    return {"done": done, "total": len(grid.get("cells", [])), "reused": reused, "cache": cache,
+    return {"done": done, "total": len(grid.get("cells", [])), "reused": reused, "resumed": resumed, "cache": cache,
             "seconds": seconds + float(cache.get("stage_seconds", 0.0))}
 
 
@@ -93,6 +94,8 @@ def render(folder: Path, page: Path = DOC) -> str:
                  f"mean ± std, black ticks the paper's value.*\n")
     c = costs(folder)
     taken = f" ({c['reused']} taken from another grid's identical cells)" if c["reused"] else ""
+    if c["resumed"]:
+        taken += f" ({c['resumed']} resumed after a stop, counted from the resume)"
     line = (f"{c['done']} of {c['total']} cells done{taken}, {c['seconds'] / 60:.0f} minutes of CPU time (one thread "
             f"per cell or stage job: training, segmenting, evaluation; longer where one shared its core with other work)")
     if c["cache"]:

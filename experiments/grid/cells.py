@@ -80,6 +80,26 @@ def identity(config: Mapping[str, Any], what: Mapping[str, Any]) -> dict[str, An
     return {"config": dict(config), **dict(what), "esgkit": __version__, "weights": weights}
 
 
+def resolved_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with every component section as the component reads it — its typed Config, defaults
+    filled in — so two configs that differ only in spelling out a default are equal here. The ``train``
+    and ``eval`` sections stay as written (their keys depend on the task)."""
+    import dataclasses
+
+    from esgkit.core.pipeline import RESERVED_SECTIONS, validate_pipeline_config
+
+    def plain(cfg: Any) -> Any:
+        return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else cfg
+
+    checked = validate_pipeline_config(dict(config))
+    out: dict[str, Any] = {k: config[k] for k in RESERVED_SECTIONS if k in config}
+    out["pipeline"] = {"name": checked.name, **plain(checked.config)}
+    for role, (_kind, name, cfg) in checked.slots.items():
+        body = plain(cfg)
+        out[role] = {"name": name, **body} if isinstance(body, Mapping) else {"name": name, "config": body}
+    return out
+
+
 def trained_weights_key(config: Mapping[str, Any]) -> str:
     """The dotted key of the weights that training the config's pipeline produces ("" when none)."""
     from esgkit.core import get_registry
@@ -128,5 +148,5 @@ def is_done(folder: Path) -> bool:
     return read_status(folder)["state"] == "done" and (folder / "metrics.json").is_file()
 
 
-__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_status", "trained_weights_key",
-           "update_status", "weights_hashes", "write_status"]
+__all__ = ["STATES", "digest", "file_sha256", "identity", "is_done", "read_status", "resolved_config",
+           "trained_weights_key", "update_status", "weights_hashes", "write_status"]

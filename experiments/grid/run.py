@@ -30,7 +30,7 @@ from esgkit.core.pipeline import with_weights
 from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
 
-from .cells import digest, identity, is_done, read_status, update_status, write_status
+from .cells import digest, identity, is_done, read_status, resolved_config, update_status, write_status
 from .spec import CellPlan, EvalData, GridSpec, compose
 from .stages import StageJob, masks_stage_key, run_stage, stage_jobs
 
@@ -164,8 +164,16 @@ def cell_folders(out: Path, spec: GridSpec, cells: list[CellPlan]) -> dict[int, 
     return {c.index: out / "cells" / digest(identity(c.config, what)) for c in cells}
 
 
+def resolved_hashes(spec: GridSpec, cells: list[CellPlan]) -> dict[int, str]:
+    """Each cell's hash over its resolved config (``resolved_config``: defaults filled in), which
+    ``--reuse`` also matches on: a cell that spells out a default is the same computation as one that
+    does not, though its folder (the hash of the config as composed) differs."""
+    what = {"do": list(spec.do), **spec.on.identity()}
+    return {c.index: digest(identity(resolved_config(c.config), what)) for c in cells}
+
+
 def prepare(out: Path, spec: GridSpec, cells: list[CellPlan], folders: dict[int, Path], resume: bool,
-            overwrite: bool) -> None:
+            overwrite: bool, resolved: dict[int, str] | None = None) -> None:
     """Claim the grid folder and write grid.json and each cell's config, cell.json and status."""
     manifest = check_folder(out, "grid", overwrite)
     started = [f for f in folders.values() if (f / "status.json").is_file() and read_status(f)["state"] != "pending"]
@@ -182,7 +190,8 @@ def prepare(out: Path, spec: GridSpec, cells: list[CellPlan], folders: dict[int,
             atomic_write(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cell.config)))
         atomic_write_json(folder / "cell.json", {"index": cell.index, "label": cell.label, "row": cell.row,
                                                  "seed": cell.seed, "choices": cell.choices,
-                                                 "overrides": cell.overrides})
+                                                 "overrides": cell.overrides,
+                                                 "resolved": (resolved or {}).get(cell.index)})
         if not (folder / "status.json").is_file():
             write_status(folder, "pending")
     atomic_write_json(out / "grid.json", {
@@ -243,18 +252,34 @@ def _wait_for_orphans(folders: dict[int, Path], timeout: float = 5.0) -> None:
 REUSED_FILES = ("metrics.json", "train_summary.json", "log.txt")  # what a reused cell's folder gets besides its status
 
 
-def reuse_cells(folders: dict[int, Path], sources: list[Path]) -> dict[Path, Path]:
+def _done_by_resolved(source: Path) -> dict[str, Path]:
+    """A grid folder's done cells by the resolved hash their cell.json records (cells written before
+    esgkit recorded it have none)."""
+    found = {}
+    for folder in sorted((source / "cells").glob("*")):
+        resolved = (read_state(folder / "cell.json") or {}).get("resolved")
+        if resolved and is_done(folder):
+            found.setdefault(str(resolved), folder)
+    return found
+
+
+def reuse_cells(folders: dict[int, Path], sources: list[Path], resolved: dict[int, str] | None = None
+                ) -> dict[Path, Path]:
     """Take each not-yet-done cell that a ``sources`` grid (or its export) has done under the same hash —
-    the same resolved config, data, steps, esgkit version and weights, so the same computation — by
-    copying its metrics, log and status (``reused_from`` names the source); returns {cell: source}."""
+    the same config (as composed, or as resolved: ``resolved`` by cell index), data, steps, esgkit
+    version and weights, so the same computation — by copying its metrics, log and status
+    (``reused_from`` names the source); returns {cell: source}."""
     import shutil
 
     taken: dict[Path, Path] = {}
-    for folder in folders.values():
+    by_resolved = [_done_by_resolved(source) for source in sources] if resolved else [{} for _ in sources]
+    for index, folder in folders.items():
         if is_done(folder):
             continue
-        for source in sources:
+        for source, alike in zip(sources, by_resolved):
             other = source / "cells" / folder.name
+            if not is_done(other) and resolved and resolved.get(index) in alike:
+                other = alike[resolved[index]]
             if other.resolve() == folder.resolve() or not is_done(other):
                 continue
             for name in REUSED_FILES:
@@ -287,9 +312,10 @@ def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: boo
         if not (source / "grid.json").is_file():
             raise InputError(f"--reuse {source}: not a grid folder or export (no grid.json); give the --out of "
                              "another `esgkit grid` run or an `esgkit grid export` folder")
-    prepare(out, spec, cells, folders, resume, overwrite)
+    resolved = resolved_hashes(spec, cells)
+    prepare(out, spec, cells, folders, resume, overwrite, resolved)
     _wait_for_orphans(folders)
-    reuse_cells(folders, sources)
+    reuse_cells(folders, sources, resolved)
     keep = executor if hasattr(executor, "__enter__") else contextlib.nullcontext()
     with keep:  # one pool (one Ray) for the stage jobs and the cells
         return _run(spec, out, executor, cells, folders, progress)

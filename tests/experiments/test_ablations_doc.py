@@ -28,7 +28,9 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
         folder = grid / "cells" / f"c{k}"
         folder.mkdir(parents=True)
         reused = {"reused_from": "other/cells/c2"} if k == 2 else {}  # the same computation, done in another grid
-        (folder / "status.json").write_text(json.dumps({"state": state, "seconds": 600.0, **reused}))
+        attempts = 2 if k == 1 else 1
+        (folder / "status.json").write_text(json.dumps({"state": state, "seconds": 600.0, "attempts": attempts,
+                                                        **reused}))
         (folder / "metrics.json").write_text(json.dumps({"metrics": {"AR": ar}}))
         cells.append({"folder": f"c{k}", "label": f"{row} seed={seed}", "row": row, "seed": seed})
     (grid / "grid.json").write_text(json.dumps({"name": "g", "cells": cells, "seeds": [0, 1], "metrics": ["AR"],
@@ -47,7 +49,8 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
     text = doc.read_text()
     assert "| FC | 2/2 | 0.7000 ± 0.1414 | 0.6980 |" in text, text
     assert "| MLP | 1/2 | 0.5000 ± 0.0000 | — |" in text, text
-    assert "3 of 4 cells done (1 taken from another grid's identical cells), 22 minutes of CPU time" in text and "2 images segmented, 8 reused" in text, text
+    assert ("3 of 4 cells done (1 taken from another grid's identical cells) (1 resumed after a stop, counted from "
+            "the resume), 22 minutes of CPU time") in text and "2 images segmented, 8 reused" in text, text
     assert "![AR per row](results/g/plots/AR.png)" in text, text  # linked relative to the page
     assert "| `g` | 3/4 | 1 | 22 | 2 | 8 |" in text and "| all | 3/4 | 1 | 22 (0.4 h) | 2 | 8 |" in text, text  # costs
     assert "not run yet" in text and text.startswith("intro\n") and text.endswith("end\n"), text

@@ -121,6 +121,16 @@ def test_another_grids_done_cells_are_reused_not_rerun(eval_grid, data, tmp_path
             (out / "cells" / folder / "metrics.json").read_text()
     tables = [(folder / "report.md").read_text().split("\n", 1)[1] for folder in (tmp_path / "again", out)]
     assert tables[0] == tables[1], tables  # the same table under another title
+    # spelling out a default (fuser.sa is true unless set) composes other configs, so other folders, but the
+    # same computation: --reuse matches the resolved configs too
+    spelled = run_grid(parse_spec({**EVAL_SPEC, "data": str(data), "overrides": ["fuser.sa=true"]}),
+                       tmp_path / "spelled", local(), progress=False, reuse=[out])
+    assert spelled["reused"] == 4 and not set(cells(tmp_path / "spelled")) & set(cells(out)), spelled
+    assert {c["label"]: c["metrics"] for c in cells(tmp_path / "spelled").values()} == \
+        {c["label"]: c["metrics"] for c in cells(out).values()}
+    changed = run_grid(parse_spec({**EVAL_SPEC, "data": str(data), "overrides": ["colorizer.seed=5"]}),
+                       tmp_path / "changed", local(), progress=False, reuse=[out])
+    assert changed["reused"] == 0 and changed["done"] == 4, changed  # another computation: run
 
 
 def test_a_failing_cell_is_isolated_and_reported(data, tmp_path, capsys):
