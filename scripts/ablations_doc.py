@@ -90,14 +90,16 @@ def render(folder: Path, page: Path = DOC) -> str:
     plot = folder / "plots" / f"{safe_name(t['metrics'][0])}.png" if t["metrics"] else None
     if plot is not None and plot.is_file():
         link = Path(os.path.relpath(plot.resolve(), page.resolve().parent)).as_posix()
-        body += (f"\n![{t['metrics'][0]} per row]({link})\n\n*{t['metrics'][0]} per row (`esgkit grid report`): bars our "
-                 f"mean ± std, black ticks the paper's value.*\n")
+        metric = t["metrics"][0]
+        body += (f"\n![{metric} per row]({link})\n\n*{metric} per row (`esgkit grid report`): bars our mean ± std, "
+                 f"black ticks the paper's value.*\n")
     c = costs(folder)
-    taken = f" ({c['reused']} taken from another grid's identical cells)" if c["reused"] else ""
-    if c["resumed"]:
-        taken += f" ({c['resumed']} resumed after a stop, counted from the resume)"
-    line = (f"{c['done']} of {c['total']} cells done{taken}, {c['seconds'] / 60:.0f} minutes of CPU time (one thread "
-            f"per cell or stage job: training, segmenting, evaluation; longer where one shared its core with other work)")
+    notes = [f"{c['reused']} taken from another grid's identical cells"] if c["reused"] else []
+    notes += [f"{c['resumed']} resumed after a stop, counted from the resume"] if c["resumed"] else []
+    taken = f" ({'; '.join(notes)})" if notes else ""
+    line = (f"{c['done']} of {c['total']} cells done{taken}, {c['seconds'] / 60:.0f} minutes of CPU time (one "
+            f"thread per cell or stage job: training, segmenting, evaluation; longer where one shared its core with "
+            f"other work)")
     if c["cache"]:
         line += (f"; masks cache: {c['cache'].get('masks_misses', 0)} images segmented, "
                  f"{c['cache'].get('masks_hits', 0)} reused")

@@ -417,7 +417,8 @@ def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage:
             failed.append(rows[-1])
     return {"grid": str(out), "cells": rows, "done": sum(r["state"] == "done" for r in rows),
             "failed": [{"cell": r["cell"], "label": r["label"], "error": r["error"]} for r in failed],
-            "skipped_done": skipped, "reused": sum(bool(read_status(folders[c.index]).get("reused_from")) for c in cells),
+            "skipped_done": skipped,
+            "reused": sum(bool(read_status(folders[c.index]).get("reused_from")) for c in cells),
             "seconds": round(seconds, 3),
             "cache": {"masks_hits": hits, "masks_misses": misses, "stage_jobs": stage["jobs"],
                       "stage_misses": stage["misses"], "stage_seconds": round(stage["seconds"], 3)}}

@@ -35,7 +35,8 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
         cells.append({"folder": f"c{k}", "label": f"{row} seed={seed}", "row": row, "seed": seed})
     (grid / "grid.json").write_text(json.dumps({"name": "g", "cells": cells, "seeds": [0, 1], "metrics": ["AR"],
                                                 "paper": {"FC": {"AR": 0.698}}}))
-    (grid / "summary.json").write_text(json.dumps({"cache": {"masks_hits": 8, "masks_misses": 2, "stage_seconds": 120.0}}))
+    cache = {"masks_hits": 8, "masks_misses": 2, "stage_seconds": 120.0}
+    (grid / "summary.json").write_text(json.dumps({"cache": cache}))
     (grid / "plots").mkdir()
     (grid / "plots" / "AR.png").write_bytes(b"png")
     doc = tmp_path / "page.md"
@@ -49,7 +50,7 @@ def test_a_part_is_written_from_its_grid_and_checked(tmp_path):
     text = doc.read_text()
     assert "| FC | 2/2 | 0.7000 ± 0.1414 | 0.6980 |" in text, text
     assert "| MLP | 1/2 | 0.5000 ± 0.0000 | — |" in text, text
-    assert ("3 of 4 cells done (1 taken from another grid's identical cells) (1 resumed after a stop, counted from "
+    assert ("3 of 4 cells done (1 taken from another grid's identical cells; 1 resumed after a stop, counted from "
             "the resume), 22 minutes of CPU time") in text and "2 images segmented, 8 reused" in text, text
     assert "![AR per row](results/g/plots/AR.png)" in text, text  # linked relative to the page
     assert "| `g` | 3/4 | 1 | 22 | 2 | 8 |" in text and "| all | 3/4 | 1 | 22 (0.4 h) | 2 | 8 |" in text, text  # costs

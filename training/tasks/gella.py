@@ -270,7 +270,8 @@ class GellaTask(TrainingTask):
         from esgkit.core.pipeline import UntrainedWeightsWarning
 
         with warnings.catch_warnings():  # the weights this training produces are empty before it: no warning for those
-            warnings.filterwarnings("ignore", category=UntrainedWeightsWarning, message=r".*untrained: pipeline\.checkpoint ")
+            warnings.filterwarnings("ignore", category=UntrainedWeightsWarning,
+                                    message=r".*untrained: pipeline\.checkpoint ")
             pipeline = build_pipeline(dict(self.config))
         if not hasattr(pipeline, "visual_forward"):
             raise CompatibilityError(f"{type(pipeline).__name__} is not a GELLA pipeline; esgkit train supports pipeline: gella")
