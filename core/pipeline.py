@@ -99,10 +99,13 @@ def untrained_keys(checked: ValidatedPipelineConfig) -> list[str]:
     return empty
 
 
-def warn_untrained(checked: ValidatedPipelineConfig, source: str = "") -> None:
-    """One UntrainedWeightsWarning per empty ``untrained_keys`` entry, naming the config ``source``."""
+def warn_untrained(checked: ValidatedPipelineConfig, source: str = "", trains: bool = False) -> None:
+    """One UntrainedWeightsWarning per empty ``untrained_keys`` entry, naming the config ``source``;
+    ``trains``: the pipeline is built to be trained, so its own weights (``weights_key``) are expected empty."""
     label = source or "this config"
     for key in untrained_keys(checked):
+        if trains and key == checked.cls.weights_key:
+            continue
         section = key.partition(".")[0]
         if key == checked.cls.weights_key:
             what = f"the {checked.name or checked.cls.__name__} pipeline" if section == "pipeline" else \
@@ -116,10 +119,12 @@ def warn_untrained(checked: ValidatedPipelineConfig, source: str = "") -> None:
 
 
 def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[str] | None = None,
-                   registry: Registry | None = None, prebuilt: Mapping[str, Any] | None = None) -> Pipeline:
+                   registry: Registry | None = None, prebuilt: Mapping[str, Any] | None = None,
+                   trains: bool = False) -> Pipeline:
     """Build and check the pipeline a config describes (a path/name, or an already loaded config).
     ``prebuilt``: components by role that stand in for the config's (still validated) sections, e.g.
-    a grid cell's segmenter whose masks a stage already stored, so it is never built."""
+    a grid cell's segmenter whose masks a stage already stored, so it is never built. ``trains``: built
+    for training, which makes the pipeline's own weights: no warning that they are empty."""
     registry = registry or get_registry()
     checked = validate_pipeline_config(config, overrides, registry)
     source = config if isinstance(config, str) else ""
@@ -143,7 +148,7 @@ def build_pipeline(config: DictConfig | dict[str, Any] | str, overrides: list[st
     except Exception as exc:
         raise RegistryError(f"assembling pipeline {checked.cls.__name__} failed: {type(exc).__name__}: {exc}") from exc
     pipeline.check()
-    warn_untrained(checked, source)
+    warn_untrained(checked, source, trains)
     return pipeline
 
 

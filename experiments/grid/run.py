@@ -158,18 +158,21 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
+def _what(spec: GridSpec) -> dict[str, Any]:
+    """What a cell does and on which data: the part of its identity beside its config."""
+    return {"do": list(spec.do), **spec.on.identity()}
+
+
 def cell_folders(out: Path, spec: GridSpec, cells: list[CellPlan]) -> dict[int, Path]:
     """Each cell's folder: ``cells/<hash of its identity>``."""
-    what = {"do": list(spec.do), **spec.on.identity()}
-    return {c.index: out / "cells" / digest(identity(c.config, what)) for c in cells}
+    return {c.index: out / "cells" / digest(identity(c.config, _what(spec))) for c in cells}
 
 
 def resolved_hashes(spec: GridSpec, cells: list[CellPlan]) -> dict[int, str]:
     """Each cell's hash over its resolved config (``resolved_config``: defaults filled in), which
     ``--reuse`` also matches on: a cell that spells out a default is the same computation as one that
     does not, though its folder (the hash of the config as composed) differs."""
-    what = {"do": list(spec.do), **spec.on.identity()}
-    return {c.index: digest(identity(resolved_config(c.config), what)) for c in cells}
+    return {c.index: digest(identity(resolved_config(c.config), _what(spec))) for c in cells}
 
 
 def prepare(out: Path, spec: GridSpec, cells: list[CellPlan], folders: dict[int, Path], resume: bool,
@@ -403,11 +406,12 @@ def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage:
               skipped: int) -> dict[str, Any]:
     """The grid's summary.json; ``stage`` holds the masks stage's totals over every run of the grid."""
     rows, failed = [], []
-    hits, misses = stage["hits"], stage["misses"]
+    hits, misses, reused = stage["hits"], stage["misses"], 0
     for c in cells:
         status = read_status(folders[c.index])
         metrics = read_state(folders[c.index] / "metrics.json") or {}
         cache = metrics.get("cache") or {}
+        reused += bool(status.get("reused_from"))
         if status["state"] == "done" and metrics and not status.get("reused_from"):  # its source counted those
             hits += int(cache.get("hits", 0))
             misses += int(cache.get("misses", 0))
@@ -417,9 +421,7 @@ def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage:
             failed.append(rows[-1])
     return {"grid": str(out), "cells": rows, "done": sum(r["state"] == "done" for r in rows),
             "failed": [{"cell": r["cell"], "label": r["label"], "error": r["error"]} for r in failed],
-            "skipped_done": skipped,
-            "reused": sum(bool(read_status(folders[c.index]).get("reused_from")) for c in cells),
-            "seconds": round(seconds, 3),
+            "skipped_done": skipped, "reused": reused, "seconds": round(seconds, 3),
             "cache": {"masks_hits": hits, "masks_misses": misses, "stage_jobs": stage["jobs"],
                       "stage_misses": stage["misses"], "stage_seconds": round(stage["seconds"], 3)}}
 

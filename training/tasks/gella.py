@@ -45,7 +45,6 @@ them (``esgkit.training.config.split_train_section``).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,12 +266,8 @@ class GellaTask(TrainingTask):
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> nn.Module:
         from esgkit.core import build_pipeline
-        from esgkit.core.pipeline import UntrainedWeightsWarning
 
-        with warnings.catch_warnings():  # the weights this training produces are empty before it: no warning for those
-            warnings.filterwarnings("ignore", category=UntrainedWeightsWarning,
-                                    message=r".*untrained: pipeline\.checkpoint ")
-            pipeline = build_pipeline(dict(self.config))
+        pipeline = build_pipeline(dict(self.config), trains=True)  # no warning for the weights it is about to train
         if not hasattr(pipeline, "visual_forward"):
             raise CompatibilityError(f"{type(pipeline).__name__} is not a GELLA pipeline; esgkit train supports pipeline: gella")
         lang = pipeline.language_decoder
