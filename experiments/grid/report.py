@@ -1,7 +1,19 @@
 """``esgkit grid report DIR``: the grid's table (rows × metrics; mean ± std over seeds when seeds are an
 axis) as ``report.md`` and ``report.csv``, and one bar plot per metric, ``plots/<metric>.png`` (drawn
 with Pillow). A spec's ``paper:`` block puts the paper's numbers beside ours (``<metric> (paper)``).
-Cells that are not done show as ``—`` and are counted in the ``cells`` column."""
+Cells that are not done show as ``—`` and are counted in the ``cells`` column.
+
+When seeds are an axis, ``report.md`` also compares every row with the spec's ``baseline:`` row (default:
+the first) by one rule, so a table's verdicts are computed, not judged by eye. Our difference counts only
+when it exceeds the larger of the two rows' seed gaps (|seed a − seed b|; the range of the seeds when more
+than two). The paper's difference is its direction when it exceeds ``PAPER_TIE`` (half a point: its
+numbers are rounded to a tenth of a point, and it calls smaller gaps a tie). The verdict:
+
+- beyond the gap: *confirmed* / *contradicted* where the paper has a direction, *higher* / *lower
+  (paper: tie)* where it ties, *higher* / *lower* where it gives no number;
+- within the gap: *not resolved* where the paper has a direction, *no difference, as the paper* where
+  it ties, *no difference* where it gives no number.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +33,12 @@ from esgkit.core.json_input import read_state
 from .cells import read_status
 
 HIDDEN = {"images"}
+PAPER_TIE = 0.005  # a paper difference at most this (as a fraction) is the paper's tie
 
 
 def table(grid_dir: str | Path) -> dict[str, Any]:
-    """``{"rows": [{"row", "n", "done", metric: (mean, std) ...}], "metrics": [...], "paper": {...}, "seeds": bool}``."""
+    """``{"rows": [{"row", "n", "done", metric: (mean, std) ..., "gaps": {metric: max − min}}], "metrics": [...],
+    "paper": {...}, "seeds": bool, "baseline": row}``."""
     out = Path(grid_dir)
     grid = read_state(out / "grid.json")
     if grid is None:
@@ -49,14 +63,63 @@ def table(grid_dir: str | Path) -> dict[str, Any]:
             row["values"].setdefault(key, []).append(float(value))
     result = []
     for row in rows.values():
-        entry = {"row": row["row"], "n": row["n"], "done": row["done"]}
+        entry: dict[str, Any] = {"row": row["row"], "n": row["n"], "done": row["done"], "gaps": {}}
         for key in metric_order:
             values = [v for v in row["values"].get(key, []) if not math.isnan(v)]
             entry[key] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) \
                 if values else None
+            if len(values) > 1:
+                entry["gaps"][key] = max(values) - min(values)
         result.append(entry)
+    spec = grid.get("spec") or {}
+    baseline = grid.get("baseline") or spec.get("baseline") or (result[0]["row"] if result else None)
     return {"rows": result, "metrics": metric_order, "paper": grid.get("paper") or {},
-            "seeds": bool(grid.get("seeds")), "name": grid.get("name", "grid")}
+            "seeds": bool(grid.get("seeds")), "name": grid.get("name", "grid"), "baseline": baseline}
+
+
+def differences(t: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every other row against the baseline row, per metric: ``{"row", metric: {"ours", "gap", "paper",
+    "verdict"} | None}`` by the rule in this module's docstring; None where a row lacks two seeds' values."""
+    rows = {r["row"]: r for r in t["rows"]}
+    base = rows.get(t.get("baseline"))
+    if not t["seeds"] or base is None:
+        return []
+    paper_base = t["paper"].get(base["row"], {})
+    out = []
+    for row in t["rows"]:
+        if row is base:
+            continue
+        entry: dict[str, Any] = {"row": row["row"]}
+        for m in t["metrics"]:
+            if row[m] is None or base[m] is None or m not in row["gaps"] or m not in base["gaps"]:
+                entry[m] = None
+                continue
+            ours, gap = row[m][0] - base[m][0], max(row["gaps"][m], base["gaps"][m])
+            paper_row = t["paper"].get(row["row"], {})
+            paper = paper_row[m] - paper_base[m] if m in paper_row and m in paper_base else None
+            entry[m] = {"ours": ours, "gap": gap, "paper": paper, "verdict": _verdict(ours, gap, paper)}
+        out.append(entry)
+    return out
+
+
+def _verdict(ours: float, gap: float, paper: float | None) -> str:
+    """The table in this module's docstring."""
+    tie = paper is not None and abs(paper) <= PAPER_TIE
+    if abs(ours) <= gap:
+        return "no difference" if paper is None else "no difference, as the paper" if tie else "not resolved"
+    side = "higher" if ours > 0 else "lower"
+    if paper is None:
+        return side
+    if tie:
+        return f"{side} (paper: tie)"
+    return "confirmed" if (ours > 0) == (paper > 0) else "contradicted"
+
+
+def _difference_text(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "— (needs two seeds)"
+    paper = f"; paper {d['paper']:+.3f}" if d["paper"] is not None else ""
+    return f"{d['ours']:+.3f} (gap {d['gap']:.3f}{paper}): {d['verdict']}"
 
 
 def _fmt(value: tuple[float, float] | None, seeds: bool) -> str:
@@ -89,6 +152,14 @@ def markdown(t: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if t["seeds"]:
         lines += ["", "Mean ± standard deviation over the seeds of each row."]
+    diffs = differences(t)
+    if diffs:
+        lines += ["", f"Each row minus the baseline row, {t['baseline']}: ours (the larger seed gap of the two rows; "
+                  "the paper's): the verdict. Ours counts beyond the seed gap, the paper's beyond half a point "
+                  "(`esgkit grid report`'s rule).", "",
+                  "| row | " + " | ".join(t["metrics"]) + " |", "|" + "---|" * (len(t["metrics"]) + 1)]
+        for d in diffs:
+            lines.append(f"| {d['row']} | " + " | ".join(_difference_text(d[m]) for m in t["metrics"]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,4 +245,4 @@ def write_report(grid_dir: str | Path) -> list[Path]:
     return written
 
 
-__all__ = ["csv_text", "markdown", "table", "write_report"]
+__all__ = ["csv_text", "differences", "markdown", "table", "write_report"]

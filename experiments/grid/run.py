@@ -199,7 +199,7 @@ def prepare(out: Path, spec: GridSpec, cells: list[CellPlan], folders: dict[int,
             write_status(folder, "pending")
     atomic_write_json(out / "grid.json", {
         "name": spec.name, "spec": spec.raw, "base": spec.base, "do": list(spec.do), "data": spec.on.data,
-        "metrics": spec.metrics, "paper": spec.paper, "seeds": spec.seeds,
+        "metrics": spec.metrics, "paper": spec.paper, "baseline": spec.baseline, "seeds": spec.seeds,
         "cells": [{"index": c.index, "folder": folders[c.index].name, "label": c.label, "row": c.row, "seed": c.seed,
                    "choices": c.choices} for c in cells]})
     grid.record("grid.json", "cells", "cache", "summary.json")

@@ -18,6 +18,7 @@
     seed_key: train.seed
     metrics: [AR, acc@0.5]         # the columns of the report (default: every metric)
     paper: {"threshold=0.5": {AR: 0.52}}   # optional: the paper's numbers beside ours, by row label
+    baseline: "threshold=0.5"      # optional: the row the report compares every other row with (default: the first)
     executor: {name: local, workers: 2}    # optional: the default executor and its options
 
 Every cell's config is composed (``load_config`` with the cell's overrides) and validated
@@ -40,7 +41,7 @@ from esgkit.core.pipeline import validate_pipeline_config
 from esgkit.core.schema import to_container
 
 KEYS = {"base", "overrides", "do", "data", "dataset", "split", "max_images", "skip", "subsets", "grid", "zip",
-        "seeds", "seed_key", "metrics", "paper", "executor", "name"}
+        "seeds", "seed_key", "metrics", "paper", "baseline", "executor", "name"}
 STEPS = ("train", "eval")
 
 
@@ -115,6 +116,7 @@ class GridSpec:
     metrics: list[str]
     paper: dict[str, dict[str, float]]
     executor: dict[str, Any]
+    baseline: str | None = None  # the report's reference row (report.differences); None: the first row
     name: str = "grid"
     folder: Path = Path(".")
     source: str = ""  # the spec file, for messages
@@ -227,7 +229,7 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
     if not isinstance(subsets, Mapping) or not all(isinstance(v, Mapping) and v for v in subsets.values()):
         raise ConfigError("must map a name to the dataset reader's options, e.g. {relational: {expressions: "
                           "relational}}", key="subsets")
-    return GridSpec(base=base, overrides=[str(o) for o in _list(raw.get("overrides"), "overrides")], do=do,
+    spec = GridSpec(base=base, overrides=[str(o) for o in _list(raw.get("overrides"), "overrides")], do=do,
                     on=EvalData(str(data_path.resolve()), str(raw.get("dataset", "shapesworld")),
                                 str(raw.get("split", "val")), int(raw.get("max_images", 0) or 0),
                                 [str(s) for s in _list(raw.get("skip"), "skip")],
@@ -235,7 +237,23 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
                     seed_key=str(raw.get("seed_key", "train.seed")),
                     metrics=[str(m) for m in _list(raw.get("metrics"), "metrics")],
                     paper={str(k): {str(m): float(x) for m, x in v.items()} for k, v in paper.items()},
-                    executor=dict(executor), name=str(raw.get("name", "grid")), folder=folder, raw=dict(raw))
+                    executor=dict(executor), name=str(raw.get("name", "grid")), folder=folder, raw=dict(raw),
+                    baseline=None if raw.get("baseline") is None else str(raw["baseline"]))
+    _check_row_labels(spec)
+    return spec
+
+
+def _check_row_labels(spec: GridSpec) -> None:
+    """``paper:`` and ``baseline:`` name rows by label; a label no row has would silently drop its numbers."""
+    from esgkit.core.errors import close_matches
+
+    rows = list(dict.fromkeys(c.row for c in plan(spec)))
+    named = [("baseline", spec.baseline)] if spec.baseline is not None else []
+    for key, label in named + [(f"paper.{k}", k) for k in spec.paper]:
+        if label not in rows:
+            hint = close_matches(label, rows, n=1)
+            raise ConfigError(f"no row is labelled {label!r}{f'; did you mean {hint[0]!r}?' if hint else ''} "
+                              f"(rows: {', '.join(rows)})", key=key)
 
 
 def plan(spec: GridSpec) -> list[CellPlan]:

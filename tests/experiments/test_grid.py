@@ -18,6 +18,7 @@ import yaml
 from esgkit.core.errors import CompatibilityError, ConfigError, InputError
 from esgkit.experiments.executors import LocalExecutor, LocalConfig
 from esgkit.experiments.grid import export_grid, parse_spec, run_grid, write_report
+from esgkit.experiments.grid.report import differences, markdown, table
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -292,6 +293,55 @@ def test_report_mean_std_over_seeds_and_the_papers_numbers(tmp_path):
     assert lines[1].startswith("CropFormer,2,2,0.6") and lines[1].endswith(",0.65")
     plot = out / "plots" / "AR.png"
     assert plot in written and Image.open(plot).size[0] > 100
+
+
+def test_report_compares_each_row_with_the_baseline_by_the_seed_gap_rule(tmp_path):
+    out = _fake_grid(tmp_path / "g", seeds=[0, 1], paper={"CropFormer": {"AR": 0.65}, "SAM": {"AR": 0.70}})
+    grid = json.loads((out / "grid.json").read_text())
+    entries = []
+    for row, values in {"M2F": [0.9, 0.95], "Tie": [0.55, 0.75]}.items():  # M2F: +0.325 beyond both gaps (0.2)
+        for k in (0, 1):
+            folder = out / "cells" / f"{row}{k}"
+            folder.mkdir()
+            (folder / "status.json").write_text(json.dumps({"state": "done"}))
+            (folder / "metrics.json").write_text(json.dumps({"metrics": {"AR": values[k]}}))
+            entries.append({"folder": folder.name, "label": f"{row} seed={k}", "row": row, "seed": k})
+    grid["cells"] += entries
+    grid["paper"] |= {"M2F": {"AR": 0.60}, "Tie": {"AR": 0.652}}
+    (out / "grid.json").write_text(json.dumps(grid))
+    t = table(out)
+    assert t["baseline"] == "CropFormer"  # no baseline: the first row
+    found = {d["row"]: d["AR"] for d in differences(t)}
+    assert found["SAM"] is None  # one seed done: no gap to judge by
+    assert found["M2F"]["verdict"] == "contradicted" and found["M2F"]["gap"] == pytest.approx(0.2)
+    assert found["M2F"]["ours"] == pytest.approx(0.325) and found["M2F"]["paper"] == pytest.approx(-0.05)
+    assert found["Tie"]["verdict"] == "no difference, as the paper"  # +0.05 within 0.2; paper +0.002
+    md = markdown(t)
+    assert "| M2F | +0.325 (gap 0.200; paper -0.050): contradicted |" in md, md
+    assert "| SAM | — (needs two seeds) |" in md, md
+    grid["baseline"] = "M2F"
+    (out / "grid.json").write_text(json.dumps(grid))
+    found = {d["row"]: d["AR"] for d in differences(table(out))}
+    assert set(found) == {"CropFormer", "SAM", "Tie"} and found["CropFormer"]["verdict"] == "contradicted"
+
+
+@pytest.mark.parametrize("ours, gap, paper, verdict", [
+    (0.10, 0.05, 0.02, "confirmed"), (-0.10, 0.05, 0.02, "contradicted"), (0.10, 0.05, 0.004, "higher (paper: tie)"),
+    (-0.10, 0.05, None, "lower"), (0.03, 0.05, 0.02, "not resolved"), (0.03, 0.05, -0.005, "no difference, as the paper"),
+    (-0.03, 0.05, None, "no difference")])
+def test_the_verdict_rule(ours, gap, paper, verdict):
+    from esgkit.experiments.grid.report import _verdict
+
+    assert _verdict(ours, gap, paper) == verdict
+
+
+@pytest.mark.parametrize("key, value, named", [("baseline", "threshold=0.05", "baseline"),
+                                               ("paper", {"treshold=0.5": {"AR": 0.5}}, "paper.treshold=0.5")])
+def test_a_row_label_no_row_has_is_refused_with_the_closest(data, key, value, named):
+    with pytest.raises(ConfigError, match="no row is labelled .*did you mean 'threshold=0.5'") as caught:
+        parse_spec({"base": "gella_tiny_trained", "data": str(data), "grid": {"pipeline.threshold": [0.3, 0.5]},
+                    key: value})
+    assert caught.value.key == named
 
 
 def test_a_zip_group_walks_its_lists_together_under_its_label(data):
