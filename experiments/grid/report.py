@@ -103,7 +103,7 @@ def differences(t: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _verdict(ours: float, gap: float, paper: float | None) -> str:
-    """The table in this module's docstring."""
+    """The rule in this module's docstring: ours against its seed gap, the paper's against PAPER_TIE."""
     tie = paper is not None and abs(paper) <= PAPER_TIE
     if abs(ours) <= gap:
         return "no difference" if paper is None else "no difference, as the paper" if tie else "not resolved"
