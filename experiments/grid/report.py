@@ -71,8 +71,7 @@ def table(grid_dir: str | Path) -> dict[str, Any]:
             if len(values) > 1:
                 entry["gaps"][key] = max(values) - min(values)
         result.append(entry)
-    spec = grid.get("spec") or {}
-    baseline = grid.get("baseline") or spec.get("baseline") or (result[0]["row"] if result else None)
+    baseline = grid.get("baseline") or (result[0]["row"] if result else None)
     return {"rows": result, "metrics": metric_order, "paper": grid.get("paper") or {},
             "seeds": bool(grid.get("seeds")), "name": grid.get("name", "grid"), "baseline": baseline}
 
@@ -91,7 +90,7 @@ def differences(t: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         entry: dict[str, Any] = {"row": row["row"]}
         for m in t["metrics"]:
-            if row[m] is None or base[m] is None or m not in row["gaps"] or m not in base["gaps"]:
+            if m not in row["gaps"] or m not in base["gaps"]:  # a gap needs two seeds' values
                 entry[m] = None
                 continue
             ours, gap = row[m][0] - base[m][0], max(row["gaps"][m], base["gaps"][m])

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from esgkit.core import load_config
-from esgkit.core.errors import ConfigError, EsgkitError
+from esgkit.core.errors import ConfigError, EsgkitError, close_matches
 from esgkit.core.pipeline import validate_pipeline_config
 from esgkit.core.schema import to_container
 
@@ -189,10 +189,7 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
     folder = Path(folder)
     unknown = sorted(set(raw) - KEYS)
     if unknown:
-        from esgkit.core.errors import close_matches
-
-        hint = close_matches(unknown[0], KEYS, n=1)
-        raise ConfigError(f"not a grid spec key{f'; did you mean {hint[0]!r}?' if hint else ''} (keys: "
+        raise ConfigError(f"not a grid spec key{_did_you_mean(unknown[0], KEYS)} (keys: "
                           f"{', '.join(sorted(KEYS))})", key=unknown[0])
     if "base" not in raw:
         raise ConfigError("missing: the pipeline config every cell starts from (a name or a YAML path)", key="base")
@@ -243,16 +240,18 @@ def parse_spec(raw: Mapping[str, Any], folder: str | Path = ".", data: str | Non
     return spec
 
 
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    hint = close_matches(word, candidates, n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
+
+
 def _check_row_labels(spec: GridSpec) -> None:
     """``paper:`` and ``baseline:`` name rows by label; a label no row has would silently drop its numbers."""
-    from esgkit.core.errors import close_matches
-
     rows = list(dict.fromkeys(c.row for c in plan(spec)))
     named = [("baseline", spec.baseline)] if spec.baseline is not None else []
     for key, label in named + [(f"paper.{k}", k) for k in spec.paper]:
         if label not in rows:
-            hint = close_matches(label, rows, n=1)
-            raise ConfigError(f"no row is labelled {label!r}{f'; did you mean {hint[0]!r}?' if hint else ''} "
+            raise ConfigError(f"no row is labelled {label!r}{_did_you_mean(label, rows)} "
                               f"(rows: {', '.join(rows)})", key=key)
 
 
