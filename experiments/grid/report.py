@@ -78,7 +78,8 @@ def table(grid_dir: str | Path) -> dict[str, Any]:
 
 def differences(t: dict[str, Any]) -> list[dict[str, Any]]:
     """Every other row against the baseline row, per metric: ``{"row", metric: {"ours", "gap", "paper",
-    "verdict"} | None}`` by the rule in this module's docstring; None where a row lacks two seeds' values."""
+    "verdict"} | None}`` by the rule in this module's docstring. None where a row lacks two done seeds;
+    ``{"verdict": "no value"}`` where both have them but the metric has none (e.g. APs without small entities)."""
     rows = {r["row"]: r for r in t["rows"]}
     base = rows.get(t.get("baseline"))
     if not t["seeds"] or base is None:
@@ -91,7 +92,7 @@ def differences(t: dict[str, Any]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"row": row["row"]}
         for m in t["metrics"]:
             if m not in row["gaps"] or m not in base["gaps"]:  # a gap needs two seeds' values
-                entry[m] = None
+                entry[m] = {"verdict": "no value"} if min(row["done"], base["done"]) > 1 else None
                 continue
             ours, gap = row[m][0] - base[m][0], max(row["gaps"][m], base["gaps"][m])
             paper_row = t["paper"].get(row["row"], {})
@@ -117,6 +118,8 @@ def _verdict(ours: float, gap: float, paper: float | None) -> str:
 def _difference_text(d: dict[str, Any] | None) -> str:
     if d is None:
         return "— (needs two seeds)"
+    if "ours" not in d:
+        return f"— ({d['verdict']})"
     paper = f"; paper {d['paper']:+.3f}" if d["paper"] is not None else ""
     return f"{d['ours']:+.3f} (gap {d['gap']:.3f}{paper}): {d['verdict']}"
 

@@ -299,7 +299,8 @@ def test_report_compares_each_row_with_the_baseline_by_the_seed_gap_rule(tmp_pat
     out = _fake_grid(tmp_path / "g", seeds=[0, 1], paper={"CropFormer": {"AR": 0.65}, "SAM": {"AR": 0.70}})
     grid = json.loads((out / "grid.json").read_text())
     entries = []
-    for row, values in {"M2F": [0.9, 0.95], "Tie": [0.55, 0.75]}.items():  # M2F: +0.325 beyond both gaps (0.2)
+    rows = {"M2F": [0.9, 0.95], "Tie": [0.55, 0.75], "Empty": [None, None]}  # M2F: +0.325 beyond both gaps
+    for row, values in rows.items():
         for k in (0, 1):
             folder = out / "cells" / f"{row}{k}"
             folder.mkdir()
@@ -319,10 +320,11 @@ def test_report_compares_each_row_with_the_baseline_by_the_seed_gap_rule(tmp_pat
     md = markdown(t)
     assert "| M2F | +0.325 (gap 0.200; paper -0.050): contradicted |" in md, md
     assert "| SAM | — (needs two seeds) |" in md, md
+    assert found["Empty"] == {"verdict": "no value"} and "| Empty | — (no value) |" in md, md  # two seeds, no AR
     grid["baseline"] = "M2F"
     (out / "grid.json").write_text(json.dumps(grid))
     found = {d["row"]: d["AR"] for d in differences(table(out))}
-    assert set(found) == {"CropFormer", "SAM", "Tie"} and found["CropFormer"]["verdict"] == "contradicted"
+    assert set(found) == {"CropFormer", "SAM", "Tie", "Empty"} and found["CropFormer"]["verdict"] == "contradicted"
 
 
 @pytest.mark.parametrize("ours, gap, paper, verdict", [
