@@ -33,6 +33,9 @@ def add_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
     p.add_argument("--reuse", action="append", metavar="DIR", default=[],
                    help="another grid folder or export whose done cells of the same hash (same config, data and "
                         "steps) this grid takes instead of running them again (repeatable)")
+    p.add_argument("--rows", action="append", metavar="LABEL",
+                   help="run only this row's cells, every seed (its label as in the report, e.g. "
+                        "'colormap_encoder=swin_tiny'; repeatable); the other rows stay pending for a later --resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-cell lines stay)")
     p.set_defaults(func=cmd_grid)
 
@@ -92,7 +95,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     executor = make_executor(spec.executor, args.executor, address=args.address, workers=args.workers,
                              cpus_per_cell=args.cpus_per_cell)
     summary = run_grid(spec, out, executor, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.no_progress, reuse=args.reuse)
+                       progress=not args.no_progress, reuse=args.reuse, rows=args.rows)
     print(describe(summary))
     print(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.csv'} and {out / 'plots'}/")
     return 1 if summary["failed"] else 0

@@ -31,7 +31,7 @@ from esgkit.core.json_input import read_state
 from esgkit.core.outputs import atomic_write, atomic_write_json, check_folder, claim_folder
 
 from .cells import digest, identity, is_done, read_status, resolved_config, update_status, write_status
-from .spec import CellPlan, EvalData, GridSpec, compose
+from .spec import CellPlan, EvalData, GridSpec, check_rows, compose
 from .stages import StageJob, masks_stage_key, run_stage, stage_jobs
 
 
@@ -297,12 +297,15 @@ def reuse_cells(folders: dict[int, Path], sources: list[Path], resolved: dict[in
 
 
 def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: bool = False, overwrite: bool = False,
-             progress: bool = True, reuse: list[str | Path] | None = None) -> dict[str, Any]:
+             progress: bool = True, reuse: list[str | Path] | None = None,
+             rows: list[str] | None = None) -> dict[str, Any]:
     """Run a grid (module docstring); returns the summary (also written to ``GRID/summary.json``).
-    ``reuse``: other grid folders (or exports) whose done cells of the same hash are taken, not rerun."""
+    ``reuse``: other grid folders (or exports) whose done cells of the same hash are taken, not rerun.
+    ``rows``: run only these rows' cells (every seed of each); the others stay pending for a later run."""
     out = Path(out)
     check_folder(out, "grid", overwrite)  # refuse the user's folder before composing anything
     cells = compose(spec)  # every cell valid, or a ConfigError naming each bad one: nothing has run
+    check_rows(spec, [("--rows", r) for r in rows or []])
     folders = cell_folders(out, spec, cells)
     first: dict[Path, CellPlan] = {}
     for c in cells:
@@ -321,17 +324,18 @@ def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: boo
     reuse_cells(folders, sources, resolved)
     keep = executor if hasattr(executor, "__enter__") else contextlib.nullcontext()
     with keep:  # one pool (one Ray) for the stage jobs and the cells
-        return _run(spec, out, executor, cells, folders, progress)
+        return _run(spec, out, executor, cells, folders, progress, set(rows or ()))
 
 
 def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], folders: dict[int, Path],
-         progress: bool) -> dict[str, Any]:
+         progress: bool, rows: set[str]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     start = time.time()
     cache = str(out / "cache" / "masks")
     skipped = [c for c in cells if is_done(folders[c.index])]
-    todo = [c for c in cells if not is_done(folders[c.index])]
+    left = {c.index for c in cells if rows and c.row not in rows and not is_done(folders[c.index])}
+    todo = [c for c in cells if not is_done(folders[c.index]) and c.index not in left]
     jobs = {folders[c.index].name: CellJob(str(folders[c.index]), c.label, c.config, spec.do, spec.on, cache)
             for c in todo}
     write = tqdm.write if progress else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -383,7 +387,7 @@ def _run(spec: GridSpec, out: Path, executor: Executor, cells: list[CellPlan], f
     finally:
         watcher.stop.set()
         bar.close()
-    summary = summarize(out, cells, folders, add_stage_totals(out, stage), time.time() - start, len(skipped))
+    summary = summarize(out, cells, folders, add_stage_totals(out, stage), time.time() - start, len(skipped), left)
     atomic_write_json(out / "summary.json", summary)
     from .report import write_report
 
@@ -403,8 +407,9 @@ def add_stage_totals(out: Path, stage: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage: dict[str, Any], seconds: float,
-              skipped: int) -> dict[str, Any]:
-    """The grid's summary.json; ``stage`` holds the masks stage's totals over every run of the grid."""
+              skipped: int, left: set[int] | None = None) -> dict[str, Any]:
+    """The grid's summary.json; ``stage`` holds the masks stage's totals over every run of the grid;
+    ``left``: the indices of the cells this run was told not to run (``--rows``), not counted as failed."""
     rows, failed = [], []
     hits, misses, reused = stage["hits"], stage["misses"], 0
     for c in cells:
@@ -417,11 +422,11 @@ def summarize(out: Path, cells: list[CellPlan], folders: dict[int, Path], stage:
             misses += int(cache.get("misses", 0))
         rows.append({"cell": folders[c.index].name, "label": c.label, "state": status["state"],
                      "seconds": status.get("seconds"), "error": status.get("error")})
-        if status["state"] != "done":
+        if status["state"] != "done" and c.index not in (left or ()):
             failed.append(rows[-1])
     return {"grid": str(out), "cells": rows, "done": sum(r["state"] == "done" for r in rows),
             "failed": [{"cell": r["cell"], "label": r["label"], "error": r["error"]} for r in failed],
-            "skipped_done": skipped, "reused": reused, "seconds": round(seconds, 3),
+            "skipped_done": skipped, "left": len(left or ()), "reused": reused, "seconds": round(seconds, 3),
             "cache": {"masks_hits": hits, "masks_misses": misses, "stage_jobs": stage["jobs"],
                       "stage_misses": stage["misses"], "stage_seconds": round(stage["seconds"], 3)}}
 
@@ -431,6 +436,8 @@ def describe(summary: dict[str, Any]) -> str:
     lines = [f"grid {summary['grid']}: {summary['done']}/{len(summary['cells'])} cells done "
              f"({summary['skipped_done']} from an earlier run) in {summary['seconds']:.1f} s; masks cache: "
              f"{cache['masks_misses']} misses (segmented), {cache['masks_hits']} hits (reused)"]
+    if summary.get("left"):
+        lines.append(f"  {summary['left']} cells of other rows left pending (--rows); `--resume` without it runs them")
     for f in summary["failed"]:
         lines.append(f"  not done: cell {f['cell']} {f['label']}: {f['error'] or 'not run'}")
     return "\n".join(lines)

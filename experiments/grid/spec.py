@@ -247,9 +247,14 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 def _check_row_labels(spec: GridSpec) -> None:
     """``paper:`` and ``baseline:`` name rows by label; a label no row has would silently drop its numbers."""
-    rows = list(dict.fromkeys(c.row for c in plan(spec)))
     named = [("baseline", spec.baseline)] if spec.baseline is not None else []
-    for key, label in named + [(f"paper.{k}", k) for k in spec.paper]:
+    check_rows(spec, named + [(f"paper.{k}", k) for k in spec.paper])
+
+
+def check_rows(spec: GridSpec, named: Iterable[tuple[str, str]]) -> None:
+    """Refuse each ``(where, label)`` whose label is no row of the grid, with the closest row."""
+    rows = list(dict.fromkeys(c.row for c in plan(spec)))
+    for key, label in named:
         if label not in rows:
             raise ConfigError(f"no row is labelled {label!r}{_did_you_mean(label, rows)} "
                               f"(rows: {', '.join(rows)})", key=key)
@@ -311,4 +316,4 @@ def compose(spec: GridSpec) -> list[CellPlan]:
     return cells
 
 
-__all__ = ["Axis", "CellPlan", "EvalData", "GridSpec", "compose", "load_spec", "parse_spec", "plan"]
+__all__ = ["Axis", "CellPlan", "EvalData", "GridSpec", "check_rows", "compose", "load_spec", "parse_spec", "plan"]

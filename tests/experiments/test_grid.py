@@ -108,6 +108,25 @@ def test_resume_of_a_finished_grid_recomputes_nothing(eval_grid, data):
     assert {f: c["status"] for f, c in cells(out).items()} == before
 
 
+def test_rows_run_first_and_the_rest_later_with_resume(data, tmp_path):
+    from esgkit.experiments.grid.run import describe
+
+    spec, out = parse_spec({**EVAL_SPEC, "data": str(data)}), tmp_path / "g"
+    with pytest.raises(ConfigError, match="no row is labelled 'threshold=0.3 min_iou=lose'.*did you mean "
+                                          "'threshold=0.3 min_iou=loose'") as caught:
+        run_grid(spec, out, local(), progress=False, rows=["threshold=0.3 min_iou=lose"])
+    assert caught.value.key == "--rows" and not out.exists()
+    chosen = ["threshold=0.3 min_iou=strict", "threshold=0.6 min_iou=strict"]
+    first = run_grid(spec, out, local(), progress=False, rows=chosen)
+    assert first["done"] == 2 and first["left"] == 2 and not first["failed"], first  # the rest is not a failure
+    assert "2 cells of other rows left pending" in describe(first)
+    states = {c["label"]: c["status"]["state"] for c in cells(out).values()}
+    assert states == {"threshold=0.3 min_iou=strict": "done", "threshold=0.6 min_iou=strict": "done",
+                      "threshold=0.3 min_iou=loose": "pending", "threshold=0.6 min_iou=loose": "pending"}, states
+    rest = run_grid(spec, out, local(), progress=False, resume=True)
+    assert rest["done"] == 4 and rest["skipped_done"] == 2 and rest["left"] == 0, rest
+
+
 def test_another_grids_done_cells_are_reused_not_rerun(eval_grid, data, tmp_path):
     out, first = eval_grid
     spec = parse_spec({**EVAL_SPEC, "data": str(data)})
