@@ -24,7 +24,8 @@ class BinaryMaskPoolEncoder(nn.Module, ColormapEncoder):
     Input (``input_kind = "masks"``): float (B, N, H, W) binary masks instead of the colormap — the
     GELLA pipeline feeds ``EntityMasks`` resized like the colormap. Each mask, scaled to
     {0, 1}, {-1, 1} or {0, 255} (Table XIX "mask value range"), goes through the backbone as its own
-    image (B·N forward passes in one batch); every level is pooled inside the mask to one vector per
+    image (one forward pass per non-empty mask, in batches of ``chunk``; an empty, padded mask is
+    no entity and gets the zero vector); every level is pooled inside the mask to one vector per
     entity (Table XIX "pooling style": ``avg``; ``conv``, a learnable 14×14 kernel over the masked
     features resized to 14×14, depthwise to stay small and started as the average; ``cls``, a learnable
     token attending over the positions inside the mask), ``attention_blocks`` transformer blocks let
@@ -100,17 +101,22 @@ class BinaryMaskPoolEncoder(nn.Module, ColormapEncoder):
         out = [masks.new_zeros(b, c, h // s, w // s) for c, s in zip(self._channels, STRIDES)]
         if n == 0:
             return out
-        flat = masks.reshape(b * n, 1, h, w)
+        padding = masks.flatten(2).sum(2) == 0                                   # (B, N) empty (padded) masks
+        # Only the non-empty masks go through the backbone: a padded mask is no entity, and in training its
+        # blank image would enter BatchNorm's statistics (a quarter of a batch of 8 ShapesWorld samples).
+        flat = masks.reshape(b * n, 1, h, w)[~padding.flatten()]
         pooled: list[list[torch.Tensor]] = [[] for _ in STRIDES]
-        for start in range(0, b * n, self.config.chunk):
+        for start in range(0, flat.shape[0], self.config.chunk):
             m = flat[start:start + self.config.chunk]
             feats = self.backbone(self._scale(m).expand(-1, 3, -1, -1))
             for k, f in enumerate(feats):
                 f = f.permute(0, 3, 1, 2) if self.nhwc else f
                 pooled[k].append(self._pool(k, f, F.adaptive_avg_pool2d(m, f.shape[-2:])))
-        padding = masks.flatten(2).sum(2) == 0                                   # (B, N) empty (padded) masks
         for k, s in enumerate(STRIDES):
-            vec = torch.cat(pooled[k]).reshape(b, n, -1)                       # (B, N, C)
+            vec = masks.new_zeros(b * n, self._channels[k])                     # an empty mask's vector: 0
+            if pooled[k]:
+                vec[~padding.flatten()] = torch.cat(pooled[k])
+            vec = vec.reshape(b, n, -1)                                          # (B, N, C)
             if self.entity_attention is not None:
                 vec = self.entity_attention[k](vec, src_key_padding_mask=padding & ~padding.all(1, keepdim=True))
             area = F.adaptive_avg_pool2d(masks, (h // s, w // s))               # (B, N, h, w)

@@ -77,6 +77,26 @@ def test_binary_mask_pool_is_order_invariant_and_empty_safe(options):
     assert [e.shape[1] for e in empty] == list(encoder.out_channels) and all((e == 0).all() for e in empty)
 
 
+@pytest.mark.parametrize("value_range", ["0_1", "-1_1"])
+def test_binary_mask_pool_padding_stays_out_of_training_batchnorm(value_range):
+    """In training a batch pads its samples' masks with empty ones; they are no entities, so neither the
+    output nor BatchNorm's running statistics may depend on them (nor on running them through the backbone)."""
+    torch.manual_seed(0)
+    plain = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "value_range": value_range}).train()
+    padded = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "value_range": value_range}).train()
+    padded.load_state_dict(plain.state_dict())
+    masks = _input(plain, n=3)
+    calls = []
+    padded.backbone.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[0]))
+    a = plain(masks)
+    b = padded(torch.cat([masks, torch.zeros(1, 2, 128, 128)], 1))
+    assert calls == [3]  # the two padded masks never reach the backbone
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    for (name, x), y in zip(plain.state_dict().items(), padded.state_dict().values()):
+        torch.testing.assert_close(x, y, msg=name)
+
+
 @pytest.mark.parametrize("blocks", [0, 1])
 def test_binary_mask_pool_attention_blocks_let_entities_see_each_other(blocks):
     encoder = REGISTRY.build("colormap_encoder", {"name": "binary_mask_pool", "attention_blocks": blocks}).eval()
