@@ -304,8 +304,8 @@ def run_grid(spec: GridSpec, out: str | Path, executor: Executor, *, resume: boo
     ``rows``: run only these rows' cells (every seed of each); the others stay pending for a later run."""
     out = Path(out)
     check_folder(out, "grid", overwrite)  # refuse the user's folder before composing anything
+    check_rows(spec, [("--rows", r) for r in rows or []])  # a misspelt row is refused before composing
     cells = compose(spec)  # every cell valid, or a ConfigError naming each bad one: nothing has run
-    check_rows(spec, [("--rows", r) for r in rows or []])
     folders = cell_folders(out, spec, cells)
     first: dict[Path, CellPlan] = {}
     for c in cells:

@@ -104,7 +104,8 @@ class BinaryMaskPoolEncoder(nn.Module, ColormapEncoder):
         padding = masks.flatten(2).sum(2) == 0                                   # (B, N) empty (padded) masks
         # Only the non-empty masks go through the backbone: a padded mask is no entity, and in training its
         # blank image would enter BatchNorm's statistics (a quarter of a batch of 8 ShapesWorld samples).
-        flat = masks.reshape(b * n, 1, h, w)[~padding.flatten()]
+        real = ~padding.flatten()
+        flat = masks.reshape(b * n, 1, h, w)[real]
         pooled: list[list[torch.Tensor]] = [[] for _ in STRIDES]
         for start in range(0, flat.shape[0], self.config.chunk):
             m = flat[start:start + self.config.chunk]
@@ -115,7 +116,7 @@ class BinaryMaskPoolEncoder(nn.Module, ColormapEncoder):
         for k, s in enumerate(STRIDES):
             vec = masks.new_zeros(b * n, self._channels[k])                     # an empty mask's vector: 0
             if pooled[k]:
-                vec[~padding.flatten()] = torch.cat(pooled[k])
+                vec[real] = torch.cat(pooled[k])
             vec = vec.reshape(b, n, -1)                                          # (B, N, C)
             if self.entity_attention is not None:
                 vec = self.entity_attention[k](vec, src_key_padding_mask=padding & ~padding.all(1, keepdim=True))
